@@ -1,0 +1,15 @@
+"""Train and test with the recipe in experiments/configs/cifar_resnet18.yaml.
+
+    python -m experiments.cifar_resnet18 [--config FILE] [--print_config] [--section.key VALUE ...]
+"""
+
+from experiments.cli import run_experiment
+from src.datamodules.cifar10 import CIFAR10DataModule
+
+
+def main(args: list[str] | None = None) -> dict[str, float] | None:
+    return run_experiment(CIFAR10DataModule, "cifar_resnet18.yaml", args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Train and test with the recipe in experiments/configs/fashion_mnist_mlp.yaml.
+
+    python -m experiments.fashion_mnist_mlp [--config FILE] [--print_config] [--section.key VALUE ...]
+"""
+
+from experiments.cli import run_experiment
+from src.datamodules.fashion_mnist import FashionMNISTDataModule
+
+
+def main(args: list[str] | None = None) -> dict[str, float] | None:
+    return run_experiment(FashionMNISTDataModule, "fashion_mnist_mlp.yaml", args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from src.callbacks.run_record import RunRecord
+
+__all__ = ["RunRecord"]

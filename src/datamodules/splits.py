@@ -1,0 +1,56 @@
+"""Stratified, seeded index splits: every class keeps its share (to within one image)."""
+
+import torch
+
+from src.errors import ConfigError, check_range
+
+
+def _class_indices(labels: torch.Tensor,
+                   generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
+    """(label, indices of that label in a seeded random order) for each label, sorted."""
+    per_class = []
+    for label in torch.unique(labels, sorted=True).tolist():
+        idx = (labels == label).nonzero().squeeze(1)
+        per_class.append((label, idx[torch.randperm(len(idx), generator=generator)]))
+    return per_class
+
+
+def stratified_split(labels: torch.Tensor, fraction: float,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split indices into (rest, held_out) with round(fraction * n_c) held out per class.
+
+    labels: [N] int64. Returns two sorted index tensors that partition range(N).
+    """
+    check_range("val_fraction", fraction, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
+    generator = torch.Generator().manual_seed(seed)
+    rest, held_out = [], []
+    for _, idx in _class_indices(labels, generator):
+        n_out = round(fraction * len(idx))
+        held_out.append(idx[:n_out])
+        rest.append(idx[n_out:])
+    return torch.cat(rest).sort().values, torch.cat(held_out).sort().values
+
+
+def stratified_subset(labels: torch.Tensor, *, fraction: float | None = None,
+                      per_class: int | None = None, seed: int = 0,
+                      class_names: list[str] | None = None) -> torch.Tensor:
+    """Sorted indices of a class-balanced subset: a fraction of each class, or N per class."""
+    if (fraction is None) == (per_class is None):
+        raise ConfigError("give exactly one of subset_fraction and subset_per_class")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label, idx in _class_indices(labels, generator):
+        if fraction is not None:
+            check_range("subset_fraction", fraction, 0.0, 1.0, low_inclusive=False)
+            n_keep = max(1, round(fraction * len(idx)))
+        else:
+            check_range("subset_per_class", per_class, 1)
+            if per_class > len(idx):
+                name = class_names[label] if class_names else str(label)
+                raise ConfigError(
+                    f"subset_per_class={per_class} exceeds the {len(idx)} training images of "
+                    f"class {name!r}; choose at most {len(idx)}"
+                )
+            n_keep = per_class
+        chosen.append(idx[:n_keep])
+    return torch.cat(chosen).sort().values

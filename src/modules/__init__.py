@@ -1,0 +1,3 @@
+from src.modules.classifier import ImageClassifier
+
+__all__ = ["ImageClassifier"]
