@@ -1,6 +1,6 @@
 """Train and test with the recipe in experiments/configs/fashion_mnist_mlp.yaml.
 
-    python -m experiments.fashion_mnist_mlp [--config FILE] [--print_config] [--section.key VALUE ...]
+    python -m experiments.fashion_mnist_mlp [--config FILE] [--print_config] [--key VALUE ...]
 """
 
 from experiments.cli import run_experiment

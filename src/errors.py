@@ -39,5 +39,7 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
     if too_low or too_high:
         left = "[" if low_inclusive else "("
         right = "]" if high_inclusive else ")"
-        interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        low_text = "-inf" if low is None else low
+        high_text = "inf" if high is None else high
+        interval = f"{left}{low_text}, {high_text}{right}"
         raise ConfigError(f"{name}={value!r} is out of range; it must lie in {interval}")

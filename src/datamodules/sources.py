@@ -106,7 +106,7 @@ def decode_folder(split_dir: Path, classes: list[str]) -> ImageSet:
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         arrays = list(pool.map(decode_image, paths, chunksize=256))
     expected = arrays[0].shape
-    for path, array in zip(paths, arrays):
+    for path, array in zip(paths, arrays, strict=True):
         if array.shape != expected:
             raise DataError(
                 f"image {path} is {array.shape[1]}x{array.shape[0]} with {array.shape[2]} "

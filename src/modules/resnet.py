@@ -56,7 +56,8 @@ class CifarResNet(nn.Module):
         )
         stages = []
         channels = widths[0]
-        for stage_index, (width, num_blocks) in enumerate(zip(widths, blocks_per_stage)):
+        stage_shapes = zip(widths, blocks_per_stage, strict=True)
+        for stage_index, (width, num_blocks) in enumerate(stage_shapes):
             first_stride = 1 if stage_index == 0 else 2
             blocks = []
             for block_index in range(num_blocks):

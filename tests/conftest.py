@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny synthetic image folders (fast), the real CIFAR-10 (when present)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+NUM_CLASSES = 4
+CLASS_NAMES = [f"class{i}" for i in range(NUM_CLASSES)]
+
+
+def write_image_folder(root: Path, train_per_class: int = 24, test_per_class: int = 8,
+                       size: int = 32, channels: int = 3, seed: int = 0) -> Path:
+    """Write root/{train,test}/<class>/*.png with a learnable signal: each class has its
+    own mean colour and a bright stripe at a class-specific row, plus noise."""
+    rng = np.random.default_rng(seed)
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(CLASS_NAMES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(per_class):
+                image = rng.normal(60 + 40 * label, 25, (size, size, channels))
+                image[(label * size) // NUM_CLASSES, :, :] = 250
+                pixels = image.clip(0, 255).astype(np.uint8)
+                mode = "RGB" if channels == 3 else "L"
+                Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(
+                    folder / f"{name}_{index:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """A 4-class, 32x32 RGB image folder: 24 train and 8 test images per class."""
+    return write_image_folder(tmp_path_factory.mktemp("tiny_images"))
+
+
+@pytest.fixture
+def fresh_image_folder(tmp_path) -> Path:
+    """Like `image_folder`, but private to one test (safe to damage)."""
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir() -> Path:
+    """The real CIFAR-10 image folders named by $CIFAR10_DIR; the test skips without them."""
+    value = os.environ.get("CIFAR10_DIR")
+    if not value or not (Path(value) / "train").is_dir():
+        pytest.skip("real CIFAR-10 not available: set CIFAR10_DIR to an image-folder copy "
+                    "(../shared/data/cifar10/extract.sh DEST)")
+    return Path(value)
