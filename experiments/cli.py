@@ -16,7 +16,6 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_info
 
 from src.callbacks import RunRecord
 from src.datamodules.base import ImageDataModule
@@ -106,8 +105,9 @@ def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
         which = f"best checkpoint {best} (val/acc {float(checkpoint.best_model_score):.4f})"
     else:
         which = "final weights (no validation set to select a checkpoint)"
-    rank_zero_info(f"Test accuracy: {100 * results['test/acc']:.2f}% "
-                   f"(test loss {results['test/loss']:.4f}; {which})")
+    if trainer.is_global_zero:
+        print(f"Test accuracy: {100 * results['test/acc']:.2f}% "
+              f"(test loss {results['test/loss']:.4f}; {which})", flush=True)
     return results
 
 

@@ -1,0 +1,122 @@
+"""Entry points: each recipe runs through its LightningCLI, flags and config files work."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments import cifar_mlp, cifar_resnet18, fashion_mnist_mlp
+from tests.conftest import write_image_folder
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(scope="module")
+def gray_folder(tmp_path_factory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("gray"), 8, 4, size=28, channels=1)
+
+
+@pytest.mark.parametrize("entry_point, extra", [
+    (cifar_resnet18, ["--model.resnet_widths", "[4,8,8,8]"]),
+    (cifar_mlp, ["--model.hidden_widths", "[16]"]),
+])
+def test_cifar_entry_points_fast_dev_run(entry_point, extra, image_folder, tmp_path):
+    results = entry_point.main([
+        "--data.data_dir", str(image_folder), "--data.batch_size", "8",
+        "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path),
+        *QUIET, *extra,
+    ])
+    assert 0.0 <= results["test/acc"] <= 1.0
+
+
+def test_fashion_mnist_entry_point_fast_dev_run(gray_folder, tmp_path):
+    results = fashion_mnist_mlp.main([
+        "--data.data_dir", str(gray_folder), "--data.batch_size", "8",
+        "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path), *QUIET,
+    ])
+    assert 0.0 <= results["test/acc"] <= 1.0
+
+
+def test_full_run_saves_config_checkpoints_logs_and_prints_test_accuracy(
+        image_folder, tmp_path, capsys):
+    root = tmp_path / "runs"
+    results = cifar_mlp.main([
+        "--data.data_dir", str(image_folder), "--data.batch_size", "16",
+        "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root),
+        "--model.hidden_widths", "[16]", "--model.lr", "0.005",
+        "--trainer.log_every_n_steps", "1", *QUIET,
+    ])
+    run = root / "version_0"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["lr"] == 0.005 and config["data"]["data_dir"] == str(image_folder)
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints and any(n.startswith("best-epoch") for n in checkpoints)
+    metrics = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss_step", "val/acc", "val/loss", "test/acc", "lr"} <= set(metrics)
+    assert (run / "run_info.json").is_file() and (run / "data_split.pt").is_file()
+    out = capsys.readouterr()
+    line = next(x for x in out.out.splitlines() if x.startswith("Test accuracy:"))
+    assert f"{100 * results['test/acc']:.2f}%" in line and "best checkpoint" in line
+
+
+def test_no_validation_split_tests_the_final_weights(image_folder, tmp_path, capsys):
+    cifar_mlp.main([
+        "--data.data_dir", str(image_folder), "--data.val_fraction", "null",
+        "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path),
+        "--model.hidden_widths", "[8]", *QUIET,
+    ])
+    out = capsys.readouterr()
+    assert "final weights (no validation set" in out.out + out.err
+
+
+def test_config_file_and_flags_layer_over_the_recipe(image_folder, tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"hidden_widths": [12], "optimizer": "adam", "lr": 0.01},
+        "trainer": {"max_epochs": 1, "default_root_dir": str(tmp_path / "runs")},
+        "data": {"data_dir": str(image_folder), "batch_size": 32},
+    }))
+    cifar_mlp.main(["--config", str(config), "--model.lr", "0.02", *QUIET])
+    saved = yaml.safe_load((tmp_path / "runs" / "version_0" / "config.yaml").read_text())
+    assert saved["model"]["optimizer"] == "adam" and saved["model"]["lr"] == 0.02
+    assert saved["model"]["hidden_widths"] == [12] and saved["data"]["batch_size"] == 32
+    assert saved["model"]["norm"] == "batch"  # from the recipe, untouched
+
+
+def test_bf16_mixed_precision_runs_on_cpu(image_folder, tmp_path):
+    results = cifar_mlp.main([
+        "--data.data_dir", str(image_folder), "--trainer.precision", "bf16-mixed",
+        "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path),
+        "--model.hidden_widths", "[8]", *QUIET,
+    ])
+    assert 0.0 <= results["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize("module", ["cifar_resnet18", "cifar_mlp", "fashion_mnist_mlp"])
+def test_print_config_shows_the_recipe(module):
+    out = subprocess.run([sys.executable, "-m", f"experiments.{module}", "--print_config"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+    config = yaml.safe_load(out)
+    recipe = yaml.safe_load((REPO / "experiments" / "configs" / f"{module}.yaml").read_text())
+    assert config["model"]["arch"] == recipe["model"]["arch"]
+    assert config["trainer"]["max_epochs"] == recipe["trainer"]["max_epochs"]
+    assert {"checkpoint", "early_stopping", "lr_monitor", "wandb", "data"} <= set(config)
+
+
+def test_bad_name_gives_one_line_and_exit_2_without_traceback(image_folder, tmp_path):
+    root = tmp_path / "runs"
+    process = subprocess.run(
+        [sys.executable, "-m", "experiments.cifar_mlp", "--model.norm", "bathc",
+         "--data.data_dir", str(image_folder), "--trainer.default_root_dir", str(root)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert process.returncode == 2
+    assert "Traceback" not in process.stderr
+    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: unknown normalization for vector features (MLP) 'bathc'; "
+                      "choose one of: batch, group, layer, none"]
+    assert not root.exists()
