@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from experiments import cifar_mlp
 from src.errors import ConfigError
 from src.modules import ImageClassifier
 from src.modules.optimizers import (
@@ -201,3 +202,16 @@ def test_lbfgs_with_weight_decay_fails_with_the_fix():
 def test_nesterov_without_momentum_fails():
     with pytest.raises(ConfigError, match="nesterov"):
         tiny_classifier(optimizer="sgd", momentum=0.0, nesterov=True)
+
+
+def test_cli_has_one_way_to_choose_the_optimizer(capsys):
+    # LightningCLI's own --optimizer would silently bypass the registry and the hparams.
+    with pytest.raises(SystemExit) as exit_info:
+        cifar_mlp.main(["--print_config"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "  optimizer: adamw" in printed
+    assert not any(line.startswith(("optimizer:", "lr_scheduler:")) for line in printed)
+    with pytest.raises(SystemExit) as exit_info:
+        cifar_mlp.main(["--optimizer", "Adam"])
+    assert exit_info.value.code == 2
