@@ -122,6 +122,9 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
         cli = ExperimentCLI(
             ImageClassifier, datamodule_class, run=False, args=args,
             save_config_callback=LoggerSaveConfigCallback,
+            # Optimizers and schedules come from --model.optimizer / --model.scheduler only;
+            # LightningCLI's own --optimizer would silently replace them.
+            auto_configure_optimizers=False,
             parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
         )
         return fit_and_test(cli)

@@ -16,12 +16,12 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from src.errors import check_range
 from src.modules.networks import build_network
-from src.modules.optim import (
-    OptimizerSettings,
+from src.modules.optimizers import OptimizerSettings, make_optimizer, validate_optimizer
+from src.modules.schedulers import (
+    RunLength,
     ScheduleSettings,
-    make_optimizer,
+    lightning_scheduler_configs,
     make_scheduler,
-    validate_optimizer,
     validate_scheduler,
 )
 
@@ -41,17 +41,48 @@ class ImageClassifier(L.LightningModule):
         hidden_widths: MLP hidden layer widths.
         resnet_widths: ResNet18 stage widths.
         label_smoothing: cross-entropy label smoothing in [0, 1).
-        optimizer: sgd, adam or adamw.
+        optimizer: sgd, adagrad, rmsprop, adam, adamw, lamb (timm) or lbfgs (full-batch
+            training on a small subset: weight_decay 0, lr ~1, batch_size >= the subset).
         lr: (peak) learning rate.
-        weight_decay: L2 penalty (SGD, Adam) or decoupled weight decay (AdamW).
+        weight_decay: L2 penalty (SGD, Adagrad, RMSprop, Adam) or decoupled weight decay
+            (AdamW, LAMB).
+        decay_norm_and_bias: apply weight decay to biases and normalization weights too;
+            false puts every 1-D parameter in a group without weight decay.
         momentum: SGD momentum.
         nesterov: use Nesterov momentum with SGD.
-        betas: Adam/AdamW moment coefficients.
-        scheduler: learning-rate schedule: constant, onecycle, cosine or step.
+        betas: Adam/AdamW/LAMB moment coefficients.
+        rmsprop_alpha: RMSprop smoothing constant of the squared-gradient average.
+        rmsprop_momentum: RMSprop momentum.
+        lbfgs_max_iter: L-BFGS iterations (loss evaluations on the batch) per step.
+        lbfgs_history_size: L-BFGS number of past updates kept.
+        lbfgs_line_search: L-BFGS line search: strong_wolfe or none (fixed step lr).
+        scheduler: learning-rate schedule: constant, step, multistep, exponential,
+            inverse_time, linear_then_constant, linear, cosine, cosine_restarts, cyclic,
+            onecycle or reduce_on_plateau.
+        warmup_epochs: linear warm-up over this many epochs before the schedule (0: none).
+        warmup_steps: or over this many optimizer steps (set one of the two).
+        warmup_start_factor: the warm-up starts at this fraction of the schedule's first LR.
         onecycle_pct_start: fraction of the run spent increasing the LR (onecycle).
         step_size_epochs: epochs between LR drops (step).
-        step_gamma: factor of each LR drop (step).
-        min_lr: final learning rate (cosine).
+        step_gamma: factor of each LR drop (step, multistep).
+        milestone_epochs: epochs at which the LR drops by step_gamma (multistep).
+        exponential_gamma: LR factor per epoch (exponential).
+        inverse_time_decay: lr / (1 + inverse_time_decay * step), step = optimizer steps
+            (inverse_time).
+        linear_end_factor: final LR as a fraction of lr (linear, linear_then_constant).
+        decay_epochs: epochs of linear decay before the LR stays constant
+            (linear_then_constant).
+        min_lr: final / lowest learning rate (cosine, cosine_restarts, reduce_on_plateau).
+        restart_epochs: epochs until the first restart, T_0 (cosine_restarts).
+        restart_mult: factor by which each period grows, T_mult (cosine_restarts).
+        cyclic_mode: triangular, triangular2 or exp_range (cyclic).
+        cyclic_base_lr: lowest LR of each cycle; lr is the highest (cyclic).
+        cyclic_step_epochs: epochs from the lowest to the highest LR, half a cycle (cyclic).
+        cyclic_gamma: exp_range amplitude factor per optimizer step (cyclic).
+        plateau_monitor: val/loss (mode min) or val/acc (mode max) (reduce_on_plateau).
+        plateau_factor: LR factor of each reduction (reduce_on_plateau).
+        plateau_patience: validations without improvement before a reduction
+            (reduce_on_plateau).
     """
 
     def __init__(
@@ -70,21 +101,44 @@ class ImageClassifier(L.LightningModule):
         optimizer: str = "sgd",
         lr: float = 0.1,
         weight_decay: float = 5e-4,
+        decay_norm_and_bias: bool = True,
         momentum: float = 0.9,
         nesterov: bool = True,
         betas: tuple[float, float] = (0.9, 0.999),
+        rmsprop_alpha: float = 0.99,
+        rmsprop_momentum: float = 0.0,
+        lbfgs_max_iter: int = 20,
+        lbfgs_history_size: int = 100,
+        lbfgs_line_search: str = "strong_wolfe",
         scheduler: str = "onecycle",
+        warmup_epochs: int = 0,
+        warmup_steps: int = 0,
+        warmup_start_factor: float = 0.01,
         onecycle_pct_start: float = 0.25,
         step_size_epochs: int = 30,
         step_gamma: float = 0.1,
+        milestone_epochs: tuple[int, ...] = (30, 60, 80),
+        exponential_gamma: float = 0.98,
+        inverse_time_decay: float = 1e-3,
+        linear_end_factor: float = 0.01,
+        decay_epochs: int = 10,
         min_lr: float = 0.0,
+        restart_epochs: int = 10,
+        restart_mult: int = 1,
+        cyclic_mode: str = "triangular",
+        cyclic_base_lr: float = 1e-4,
+        cyclic_step_epochs: float = 2.0,
+        cyclic_gamma: float = 0.9995,
+        plateau_monitor: str = "val/loss",
+        plateau_factor: float = 0.1,
+        plateau_patience: int = 3,
     ):
         super().__init__()
         self.save_hyperparameters()
         # Check every name and range now, before the trainer creates any file.
         check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_inclusive=False)
         validate_optimizer(optimizer, self._optimizer_settings())
-        validate_scheduler(scheduler)
+        validate_scheduler(scheduler, self._schedule_settings(), lr)
         self.net = build_network(
             arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
             norm=norm, norm_groups=norm_groups, act=act, dropout=dropout,
@@ -100,8 +154,29 @@ class ImageClassifier(L.LightningModule):
 
     def _optimizer_settings(self) -> OptimizerSettings:
         hp = self.hparams
-        return OptimizerSettings(lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum,
-                                 nesterov=hp.nesterov, betas=tuple(hp.betas))
+        return OptimizerSettings(
+            lr=hp.lr, weight_decay=hp.weight_decay, decay_norm_and_bias=hp.decay_norm_and_bias,
+            momentum=hp.momentum, nesterov=hp.nesterov, betas=tuple(hp.betas),
+            rmsprop_alpha=hp.rmsprop_alpha, rmsprop_momentum=hp.rmsprop_momentum,
+            lbfgs_max_iter=hp.lbfgs_max_iter, lbfgs_history_size=hp.lbfgs_history_size,
+            lbfgs_line_search=hp.lbfgs_line_search,
+        )
+
+    def _schedule_settings(self) -> ScheduleSettings:
+        hp = self.hparams
+        return ScheduleSettings(
+            warmup_epochs=hp.warmup_epochs, warmup_steps=hp.warmup_steps,
+            warmup_start_factor=hp.warmup_start_factor,
+            onecycle_pct_start=hp.onecycle_pct_start, step_size_epochs=hp.step_size_epochs,
+            step_gamma=hp.step_gamma, milestone_epochs=tuple(hp.milestone_epochs),
+            exponential_gamma=hp.exponential_gamma, inverse_time_decay=hp.inverse_time_decay,
+            linear_end_factor=hp.linear_end_factor, decay_epochs=hp.decay_epochs,
+            min_lr=hp.min_lr, restart_epochs=hp.restart_epochs, restart_mult=hp.restart_mult,
+            cyclic_mode=hp.cyclic_mode, cyclic_base_lr=hp.cyclic_base_lr,
+            cyclic_step_epochs=hp.cyclic_step_epochs, cyclic_gamma=hp.cyclic_gamma,
+            plateau_monitor=hp.plateau_monitor, plateau_factor=hp.plateau_factor,
+            plateau_patience=hp.plateau_patience,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # [B, C, H, W] float -> logits [B, num_classes]
@@ -141,15 +216,9 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        optimizer = make_optimizer(hp.optimizer, self.parameters(), self._optimizer_settings())
-        schedule = make_scheduler(hp.scheduler, optimizer, ScheduleSettings(
-            total_steps=int(self.trainer.estimated_stepping_batches),
-            max_epochs=self.trainer.max_epochs,
-            onecycle_pct_start=hp.onecycle_pct_start,
-            step_size_epochs=hp.step_size_epochs,
-            step_gamma=hp.step_gamma,
-            min_lr=hp.min_lr,
-        ))
-        if schedule is None:
+        optimizer = make_optimizer(hp.optimizer, self, self._optimizer_settings())
+        schedules = make_scheduler(hp.scheduler, optimizer, self._schedule_settings(),
+                                   RunLength.from_trainer(self.trainer))
+        if not schedules:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
+        return [optimizer], lightning_scheduler_configs(schedules)

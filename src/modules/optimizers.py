@@ -1,0 +1,145 @@
+"""Optimizer factory: one registry maps names to torch.optim / timm.optim classes.
+
+`make_optimizer(name, module, settings)` also splits the parameters into a decayed and a
+non-decayed group when biases and normalization parameters should get no weight decay.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from timm.optim import Lamb
+from torch import nn
+from torch.optim import Optimizer
+
+from src.errors import ConfigError, check_range, lookup
+
+# L-BFGS line search: torch's names, plus "none" for a fixed step of size lr.
+LBFGS_LINE_SEARCHES: dict[str, str | None] = {"strong_wolfe": "strong_wolfe", "none": None}
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    lr: float
+    weight_decay: float = 0.0
+    decay_norm_and_bias: bool = True  # False: biases and norm weights get no weight decay
+    momentum: float = 0.9  # SGD
+    nesterov: bool = False  # SGD
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam, AdamW, LAMB
+    rmsprop_alpha: float = 0.99  # smoothing constant of the squared-gradient average
+    rmsprop_momentum: float = 0.0
+    lbfgs_max_iter: int = 20  # inner iterations (closure evaluations ~ batches) per step
+    lbfgs_history_size: int = 100
+    lbfgs_line_search: str = "strong_wolfe"
+
+
+ParamGroups = list[dict[str, Any]]
+
+
+def _sgd(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+    return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
+                           weight_decay=s.weight_decay)
+
+
+def _adagrad(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+    return torch.optim.Adagrad(groups, lr=s.lr, weight_decay=s.weight_decay)
+
+
+def _rmsprop(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+    return torch.optim.RMSprop(groups, lr=s.lr, alpha=s.rmsprop_alpha,
+                               momentum=s.rmsprop_momentum, weight_decay=s.weight_decay)
+
+
+def _adam(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+    return torch.optim.Adam(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
+
+
+def _adamw(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+    return torch.optim.AdamW(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
+
+
+def _lamb(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+    return Lamb(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
+
+
+def _lbfgs(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+    # L-BFGS re-evaluates the loss through the closure Lightning passes to step();
+    # it supports one parameter group and no weight decay (checked in validate_optimizer).
+    return torch.optim.LBFGS(groups, lr=s.lr, max_iter=s.lbfgs_max_iter,
+                             history_size=s.lbfgs_history_size,
+                             line_search_fn=LBFGS_LINE_SEARCHES[s.lbfgs_line_search])
+
+
+OPTIMIZERS: dict[str, Callable[[ParamGroups, OptimizerSettings], Optimizer]] = {
+    "sgd": _sgd,
+    "adagrad": _adagrad,
+    "rmsprop": _rmsprop,
+    "adam": _adam,
+    "adamw": _adamw,
+    "lamb": _lamb,
+    "lbfgs": _lbfgs,
+}
+
+
+def validate_optimizer(name: str, settings: OptimizerSettings) -> None:
+    """Fail early (before any training or file output) on a bad name or value."""
+    lookup(OPTIMIZERS, name, "optimizer")
+    s = settings
+    check_range("lr", s.lr, 0.0, low_inclusive=False)
+    check_range("weight_decay", s.weight_decay, 0.0)
+    check_range("momentum", s.momentum, 0.0, 1.0, high_inclusive=False)
+    if len(s.betas) != 2:
+        raise ConfigError(f"betas={list(s.betas)!r} must hold two numbers, e.g. [0.9, 0.999]")
+    for index, beta in enumerate(s.betas):
+        check_range(f"betas[{index}]", beta, 0.0, 1.0, high_inclusive=False)
+    check_range("rmsprop_alpha", s.rmsprop_alpha, 0.0, 1.0, low_inclusive=False,
+                high_inclusive=False)
+    check_range("rmsprop_momentum", s.rmsprop_momentum, 0.0, 1.0, high_inclusive=False)
+    check_range("lbfgs_max_iter", s.lbfgs_max_iter, 1)
+    check_range("lbfgs_history_size", s.lbfgs_history_size, 1)
+    lookup(LBFGS_LINE_SEARCHES, s.lbfgs_line_search, "lbfgs_line_search")
+    if name.lower() == "sgd" and s.nesterov and s.momentum <= 0:
+        raise ConfigError("nesterov=True needs momentum > 0; set --model.momentum 0.9 "
+                          "or --model.nesterov false")
+    if name.lower() == "lbfgs" and s.weight_decay > 0:
+        raise ConfigError(f"optimizer lbfgs has no weight decay (weight_decay={s.weight_decay}); "
+                          "set --model.weight_decay 0")
+
+
+def is_norm_or_bias(name: str, parameter: nn.Parameter) -> bool:
+    """Biases, normalization weights (and other 1-D parameters such as PReLU slopes).
+
+    The same rule as timm's `param_groups_weight_decay`: a parameter with at most one
+    dimension, or whose name ends in ".bias".
+    """
+    return parameter.ndim <= 1 or name.endswith(".bias")
+
+
+def parameter_groups(module: nn.Module, weight_decay: float,
+                     decay_norm_and_bias: bool) -> ParamGroups:
+    """One group with every parameter, or a "decay" and a "no_decay" group.
+
+    Unlike timm's `param_groups_weight_decay`, frozen parameters are kept: a backbone
+    frozen now and unfrozen later must still be in the optimizer. The group names are
+    what the LR monitor shows ("lr/decay", "lr/no_decay").
+    """
+    named = list(module.named_parameters())
+    if decay_norm_and_bias or weight_decay == 0:
+        return [{"params": [p for _, p in named]}]
+    decay = [p for n, p in named if not is_norm_or_bias(n, p)]
+    no_decay = [p for n, p in named if is_norm_or_bias(n, p)]
+    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+              {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+    return [group for group in groups if group["params"]]
+
+
+def make_optimizer(name: str, module: nn.Module, settings: OptimizerSettings) -> Optimizer:
+    validate_optimizer(name, settings)
+    groups = parameter_groups(module, settings.weight_decay, settings.decay_norm_and_bias)
+    return OPTIMIZERS[name.lower()](groups, settings)
+
+
+def uses_momentum(optimizer: Optimizer) -> bool:
+    """Whether the optimizer has a momentum (or Adam-style beta1) a schedule may cycle."""
+    return "betas" in optimizer.defaults or optimizer.defaults.get("momentum", 0.0) > 0
