@@ -72,7 +72,7 @@ def test_training_reduces_the_loss_on_a_learnable_task(tmp_path, image_folder):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"optimizer": "sgdd"}, "unknown optimizer 'sgdd'; choose one of: adam, adamw, sgd"),
+    ({"optimizer": "sgdd"}, "unknown optimizer 'sgdd'; choose one of: adagrad, adam, adamw"),
     ({"scheduler": "cosin"}, "unknown scheduler 'cosin'"),
     ({"lr": 0.0}, "lr=0.0 is out of range"),
     ({"label_smoothing": 1.0}, "label_smoothing=1.0 is out of range"),
