@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from src.callbacks import RunRecord
+from src.callbacks.weight_averaging import build_weight_averaging
 from src.datamodules.base import ImageDataModule
 from src.errors import UserInputError
 from src.modules import ImageClassifier
@@ -60,6 +61,16 @@ class ExperimentCLI(LightningCLI):
         parser.add_argument("--wandb.mode", type=str, default="auto",
                             help="auto (online when a key and the server are there, else "
                                  "offline), online or offline.")
+        # Weight averaging (src/callbacks/weight_averaging.py), off unless one is set.
+        parser.add_argument("--ema.decay", type=float | None, default=None,
+                            help="EMA of the weights with this decay, e.g. 0.999; "
+                                 "validation, checkpoints and test use the average.")
+        parser.add_argument("--swa.epoch_start", type=float | None, default=None,
+                            help="SWA: average the weights at the end of each epoch from "
+                                 "this fraction of max_epochs on, e.g. 0.75.")
+        parser.add_argument("--swa.update_bn", type=bool, default=True,
+                            help="SWA: recompute BatchNorm statistics of the averaged "
+                                 "weights (one pass over the training data per average).")
         # The network's input and output sizes come from the data, never typed twice.
         for attribute in ("num_classes", "in_channels", "image_size"):
             parser.link_arguments(f"data.{attribute}", f"model.{attribute}",
@@ -76,7 +87,10 @@ class ExperimentCLI(LightningCLI):
         if trainer_config.get("precision") is None:
             kwargs["precision"] = default_precision(trainer_config.get("accelerator", "auto"))
         callbacks = list(trainer_config.get("callbacks") or [])
-        kwargs["callbacks"] = [*callbacks, RunRecord()]
+        ema, swa = self._get(self.config_init, "ema"), self._get(self.config_init, "swa")
+        averaging = build_weight_averaging(ema_decay=ema.decay, swa_epoch_start=swa.epoch_start,
+                                           swa_update_bn=swa.update_bn)
+        kwargs["callbacks"] = [*callbacks, *averaging, RunRecord()]
         return super().instantiate_trainer(**kwargs)
 
 

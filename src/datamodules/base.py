@@ -1,8 +1,10 @@
 """ImageDataModule: a whole image data set held as uint8 tensors, batched by indexing.
 
 Pipeline: load the train and test splits as uint8 tensors (decoded once, cached) ->
-stratified validation split of the training images -> optional stratified subset of the
-rest -> per-channel mean/std of that training subset only -> batches by index
+optional subset of the classes, relabeled 0..k-1 (train and test) -> optional class
+imbalance of the training images -> stratified validation split of the training images ->
+optional stratified subset of the rest -> per-channel mean/std of that training subset
+only -> batches by index
 (`TensorBatchLoader`) -> on the device: augmentation (training only), then normalization
 (`on_after_batch_transfer`).
 """
@@ -23,7 +25,13 @@ from src.datamodules.sources import (
     load_folder_split,
     load_torchvision_split,
 )
-from src.datamodules.splits import stratified_split, stratified_subset
+from src.datamodules.splits import (
+    check_class_selection,
+    class_subset_indices,
+    imbalanced_subset,
+    stratified_split,
+    stratified_subset,
+)
 from src.datamodules.tensor_loader import TensorBatchLoader
 from src.errors import ConfigError, DataError, check_range, lookup
 
@@ -61,6 +69,13 @@ class ImageDataModule(L.LightningDataModule):
             validation, in (0, 1); null trains on all of them with no validation set.
         subset_fraction: train on this stratified fraction of the remaining images.
         subset_per_class: or on this many images per class.
+        classes: use only these classes, by name (e.g. [cat, dog]), relabeled 0..k-1 in
+            the order given, in train, validation and test; null uses every class.
+        imbalance_ratio: keep only this fraction (0, 1] of the training images of every
+            class after the first (stratified, seeded by split_seed), e.g. 0.1 gives
+            10:1 (about 91/9; 0.111 gives 90/10). It is applied before the validation
+            split, so validation has the training split's class ratio; test stays
+            balanced. null keeps every image.
         split_seed: seed of the validation split, the subset and the shuffle order.
         augment: training-batch augmentations, applied in order: "crop", "flip".
         crop_padding: zero padding (pixels) before the random crop.
@@ -78,6 +93,9 @@ class ImageDataModule(L.LightningDataModule):
     default_num_classes: ClassVar[int] = 10
     default_channels: ClassVar[int] = 3
     default_image_size: ClassVar[int] = 32
+    # Class names in label order, known before loading (torchvision sources); an image
+    # folder's own class folders take precedence.
+    default_classes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -89,6 +107,8 @@ class ImageDataModule(L.LightningDataModule):
         val_fraction: float | None = 0.1,
         subset_fraction: float | None = None,
         subset_per_class: int | None = None,
+        classes: list[str] | None = None,
+        imbalance_ratio: float | None = None,
         split_seed: int = 0,
         augment: tuple[str, ...] = ("crop", "flip"),
         crop_padding: int = 4,
@@ -113,6 +133,8 @@ class ImageDataModule(L.LightningDataModule):
             check_range("subset_fraction", subset_fraction, 0.0, 1.0, low_inclusive=False)
         if subset_per_class is not None:
             check_range("subset_per_class", subset_per_class, 1)
+        if imbalance_ratio is not None:
+            check_range("imbalance_ratio", imbalance_ratio, 0.0, 1.0, low_inclusive=False)
         self.augmentations = build_augmentations(augment, crop_padding, flip_prob)
         self.uses_folder = source == "folder" or (
             source == "auto" and (self.data_dir / "train").is_dir())
@@ -120,12 +142,16 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"{type(self).__name__} has no torchvision source; "
                               f"use --data.source folder")
         # Cheap layout checks now, so a wrong path fails before anything is written.
-        self.classes: list[str] = []
+        self.source_classes: list[str] = list(self.default_classes)  # all, in label order
         self._folder_image_shape: tuple[int, ...] | None = None  # (H, W, C)
         if self.uses_folder:
-            self.classes = check_folder_layout(self.data_dir)
-            first = list_image_files(self.data_dir / "train" / self.classes[0])[0]
+            self.source_classes = check_folder_layout(self.data_dir)
+            first = list_image_files(self.data_dir / "train" / self.source_classes[0])[0]
             self._folder_image_shape = decode_image(first.path).shape
+        if classes is not None:
+            check_class_selection(classes, self.source_classes or None)
+        # The classes used, in label order (the selection, else every source class).
+        self.classes: list[str] = list(classes) if classes is not None else self.source_classes
         self._loaded: dict[str, ImageSet] = {}
         self.mean: torch.Tensor | None = None  # [C], in [0, 1] units, training split only
         self.std: torch.Tensor | None = None
@@ -155,8 +181,8 @@ class ImageDataModule(L.LightningDataModule):
     def _load_split(self, split: str) -> ImageSet:
         if split not in self._loaded:
             if self.uses_folder:
-                self._loaded[split] = load_folder_split(self.data_dir, split, self.classes,
-                                                        self.cache_dir)
+                self._loaded[split] = load_folder_split(self.data_dir, split,
+                                                        self.source_classes, self.cache_dir)
             else:
                 self._loaded[split] = load_torchvision_split(
                     self.torchvision_class, self.data_dir, train=split == "train",
@@ -174,21 +200,34 @@ class ImageDataModule(L.LightningDataModule):
             return  # fit, then test: the data are already in place
         hp = self.hparams
         train, test = self._load_split("train"), self._load_split("test")
-        self.classes = train.classes
+        self.source_classes = train.classes
         if test.classes != train.classes:
             raise DataError(f"train and test classes differ in {self.data_dir}")
-        train_idx = torch.arange(len(train.labels))
-        val_idx = torch.empty(0, dtype=torch.int64)
+        # Every index below points into the full original training set.
+        pool_idx, pool_labels = torch.arange(len(train.labels)), train.labels
+        if hp.classes is not None:
+            check_class_selection(hp.classes, self.source_classes)
+            keep = [self.source_classes.index(name) for name in hp.classes]
+            pool_idx, pool_labels = class_subset_indices(train.labels, keep)
+            test_idx, test_labels = class_subset_indices(test.labels, keep)
+            test = ImageSet(test.images[test_idx], test_labels, list(hp.classes))
+        self.classes = list(hp.classes) if hp.classes is not None else self.source_classes
+        if hp.imbalance_ratio is not None:
+            chosen = imbalanced_subset(pool_labels, hp.imbalance_ratio, hp.split_seed)
+            pool_idx, pool_labels = pool_idx[chosen], pool_labels[chosen]
+        train_pos = torch.arange(len(pool_labels))
+        val_pos = torch.empty(0, dtype=torch.int64)
         if hp.val_fraction is not None:
-            train_idx, val_idx = stratified_split(train.labels, hp.val_fraction, hp.split_seed)
+            train_pos, val_pos = stratified_split(pool_labels, hp.val_fraction, hp.split_seed)
         if hp.subset_fraction is not None or hp.subset_per_class is not None:
-            chosen = stratified_subset(train.labels[train_idx], fraction=hp.subset_fraction,
+            chosen = stratified_subset(pool_labels[train_pos], fraction=hp.subset_fraction,
                                        per_class=hp.subset_per_class, seed=hp.split_seed,
                                        class_names=self.classes)
-            train_idx = train_idx[chosen]
+            train_pos = train_pos[chosen]
+        train_idx, val_idx = pool_idx[train_pos], pool_idx[val_pos]
         self.split_indices = {"train": train_idx, "val": val_idx}
-        self.train_set = ImageSet(train.images[train_idx], train.labels[train_idx], self.classes)
-        self.val_set = ImageSet(train.images[val_idx], train.labels[val_idx], self.classes)
+        self.train_set = ImageSet(train.images[train_idx], pool_labels[train_pos], self.classes)
+        self.val_set = ImageSet(train.images[val_idx], pool_labels[val_pos], self.classes)
         self.test_set = test
         self.mean, self.std = channel_stats(self.train_set.images)
 
@@ -250,6 +289,8 @@ class ImageDataModule(L.LightningDataModule):
             "num_train": len(self.train_set.labels),
             "num_val": len(self.val_set.labels),
             "num_test": len(self.test_set.labels),
+            "train_class_counts": torch.bincount(self.train_set.labels,
+                                                 minlength=len(self.classes)).tolist(),
         }
 
     def state_dict(self) -> dict[str, Any]:

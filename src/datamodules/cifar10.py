@@ -21,3 +21,7 @@ class CIFAR10DataModule(ImageDataModule):
     default_num_classes: ClassVar[int] = 10
     default_channels: ClassVar[int] = 3
     default_image_size: ClassVar[int] = 32
+    default_classes: ClassVar[tuple[str, ...]] = (
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    )

@@ -16,3 +16,4 @@ class FashionMNISTDataModule(ImageDataModule):
     default_num_classes: ClassVar[int] = 10
     default_channels: ClassVar[int] = 1
     default_image_size: ClassVar[int] = 28
+    default_classes: ClassVar[tuple[str, ...]] = tuple(torchvision.datasets.FashionMNIST.classes)

@@ -14,7 +14,13 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from src.errors import check_range
+from src.errors import ConfigError
+from src.modules.losses import (
+    build_loss,
+    hard_labels,
+    inverse_frequency_weights,
+    wants_auto_class_weights,
+)
 from src.modules.networks import build_network
 from src.modules.optimizers import OptimizerSettings, make_optimizer, validate_optimizer
 from src.modules.schedulers import (
@@ -27,7 +33,11 @@ from src.modules.schedulers import (
 
 
 class ImageClassifier(L.LightningModule):
-    """Image classifier with cross-entropy loss, accuracy metrics, optimizer and schedule.
+    """Image classifier with a training loss, accuracy metrics, optimizer and schedule.
+
+    Validation and test always report the plain (unweighted, unsmoothed) cross-entropy
+    as val/loss and test/loss, so runs with different training losses stay comparable;
+    train/loss is the training objective chosen here.
 
     Args:
         arch: network architecture: "resnet18" or "mlp".
@@ -40,7 +50,14 @@ class ImageClassifier(L.LightningModule):
         dropout: dropout probability in [0, 1): MLP hidden layers, or before the ResNet head.
         hidden_widths: MLP hidden layer widths.
         resnet_widths: ResNet18 stage widths.
-        label_smoothing: cross-entropy label smoothing in [0, 1).
+        loss: training loss: cross_entropy, bce (two classes only; BCE on the margin
+            logit_1 - logit_0), mse or l1 (on softmax probabilities vs one-hot targets).
+            See src/modules/losses.py.
+        label_smoothing: label smoothing in [0, 1): targets become (1 - eps) t + eps / K.
+        class_weights: per-class loss weights (cross_entropy, bce): a list of
+            num_classes positive numbers, "auto" (N / (K * n_c) from the training
+            split's class counts, computed when fitting starts and saved in checkpoints)
+            or null (unweighted). For bce, [w0, w1] acts as pos_weight = w1 / w0.
         optimizer: sgd, adagrad, rmsprop, adam, adamw, lamb (timm) or lbfgs (full-batch
             training on a small subset: weight_decay 0, lr ~1, batch_size >= the subset).
         lr: (peak) learning rate.
@@ -97,7 +114,9 @@ class ImageClassifier(L.LightningModule):
         dropout: float = 0.0,
         hidden_widths: tuple[int, ...] = (512, 256),
         resnet_widths: tuple[int, ...] = (64, 128, 256, 512),
+        loss: str = "cross_entropy",
         label_smoothing: float = 0.0,
+        class_weights: list[float] | str | None = None,
         optimizer: str = "sgd",
         lr: float = 0.1,
         weight_decay: float = 5e-4,
@@ -136,7 +155,7 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         # Check every name and range now, before the trainer creates any file.
-        check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_inclusive=False)
+        self.criterion = build_loss(loss, num_classes, label_smoothing, class_weights)
         validate_optimizer(optimizer, self._optimizer_settings())
         validate_scheduler(scheduler, self._schedule_settings(), lr)
         self.net = build_network(
@@ -182,13 +201,33 @@ class ImageClassifier(L.LightningModule):
         return self.net(x)  # [B, C, H, W] float -> logits [B, num_classes]
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+        """The training objective; targets: class indices [B] or probabilities [B, K]."""
+        return self.criterion(logits, targets)
+
+    def on_fit_start(self) -> None:
+        if wants_auto_class_weights(self.hparams.class_weights):
+            datamodule = self.trainer.datamodule
+            train_set = getattr(datamodule, "train_set", None)
+            if train_set is None:
+                raise ConfigError("class_weights='auto' needs a datamodule with a train_set "
+                                  "(its labels give the class frequencies)")
+            self.criterion.set_class_weights(inverse_frequency_weights(
+                train_set.labels, self.hparams.num_classes, getattr(datamodule, "classes", None)))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Weights computed from the data ("auto") are not in the hyperparameters.
+        if self.criterion.class_weights is not None:
+            checkpoint["loss_class_weights"] = self.criterion.class_weights.cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "loss_class_weights" in checkpoint:
+            self.criterion.set_class_weights(checkpoint["loss_class_weights"])
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets)
-        self.train_acc(logits, targets)
+        self.train_acc(logits, hard_labels(targets))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
