@@ -143,6 +143,14 @@ def test_tensor_loader_batches_and_shards():
     assert not torch.equal(torch.cat([b[1] for b in shards[0]]), seen[0])
 
 
+def test_a_single_image_last_training_batch_is_dropped():
+    images, labels = torch.zeros(9, 1, 2, 2, dtype=torch.uint8), torch.arange(9)
+    train = TensorBatchLoader(images, labels, batch_size=4, shuffle=True)
+    assert [len(b[1]) for b in train] == [4, 4]  # not [4, 4, 1]
+    evaluation = TensorBatchLoader(images, labels, batch_size=4, shuffle=False)
+    assert [len(b[1]) for b in evaluation] == [4, 4, 1]  # evaluation sees every image
+
+
 def test_only_training_batches_are_augmented(image_folder):
     dm = CIFAR10DataModule(data_dir=str(image_folder), augment=("flip",), flip_prob=1.0)
     dm.setup("fit")

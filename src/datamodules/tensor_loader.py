@@ -46,8 +46,14 @@ class TensorBatchLoader:
         return torch.arange(bounds[self.rank], bounds[self.rank + 1])
 
     def __len__(self) -> int:
-        n = len(self.labels) // self.world_size if self.shuffle else self._eval_shard_size()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if not self.shuffle:
+            return -(-self._eval_shard_size() // self.batch_size)
+        n = len(self.labels) // self.world_size
+        # A final training batch of one image is always dropped: batch norm cannot
+        # normalize a single sample, and shuffling makes it a different image each epoch.
+        if self.drop_last or n % self.batch_size == 1:
+            return n // self.batch_size
+        return -(-n // self.batch_size)
 
     def _eval_shard_size(self) -> int:
         n = len(self.labels)
