@@ -107,13 +107,16 @@ class ImageClassifier(L.LightningModule):
         return self.net(x)  # [B, C, H, W] float -> logits [B, num_classes]
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # targets: class indices [B], or class probabilities [B, K] (mixup, cutmix, mosaic);
+        # cross_entropy takes both, and label smoothing applies to both.
         return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets)
-        self.train_acc(logits, targets)
+        # Soft targets count as correct when the prediction is their largest class.
+        self.train_acc(logits, targets.argmax(dim=1) if targets.ndim == 2 else targets)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
