@@ -27,8 +27,11 @@ from src.errors import check_range
 
 def beta_draws(alpha: float, batch: int, device: torch.device) -> torch.Tensor:
     """[B] mixing ratios ~ Beta(alpha, alpha)."""
-    concentration = torch.tensor(float(alpha), device=device)
-    return torch.distributions.Beta(concentration, concentration).sample((batch,))
+    # Built on the device by a fill, and not validated: a host copy or a check of the
+    # values would make the host wait for the device.
+    concentration = torch.full((batch,), float(alpha), device=device)
+    beta = torch.distributions.Beta(concentration, concentration, validate_args=False)
+    return beta.sample()
 
 
 def mix_targets(targets: torch.Tensor, weight: torch.Tensor,
