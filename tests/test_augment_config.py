@@ -184,3 +184,15 @@ def test_cli_unknown_augmentation_exits_with_one_line_before_writing(image_folde
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: unknown augmentation 'mixupp'") and "\n" not in error
     assert not runs.exists()
+
+
+def test_normalize_gives_the_same_result_for_uint8_and_float_batches(image_folder):
+    datamodule = CIFAR10DataModule(data_dir=str(image_folder))
+    datamodule.mean = torch.tensor([0.4, 0.5, 0.6])
+    datamodule.std = torch.tensor([0.2, 0.25, 0.3])
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    from_uint8 = datamodule.normalize(images)
+    from_float = datamodule.normalize(images.float() / 255)
+    assert torch.allclose(from_uint8, from_float, atol=1e-5)
+    expected = (images[:, 1].float() / 255 - 0.5) / 0.25
+    assert torch.allclose(from_float[:, 1], expected, atol=1e-5)
