@@ -152,7 +152,7 @@ def test_a_single_image_last_training_batch_is_dropped():
 
 
 def test_only_training_batches_are_augmented(image_folder):
-    dm = CIFAR10DataModule(data_dir=str(image_folder), augment=("flip",), flip_prob=1.0)
+    dm = CIFAR10DataModule(data_dir=str(image_folder), augment=[{"name": "flip", "p": 1.0}])
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))
 

@@ -1,70 +1,134 @@
-"""Batch augmentations that run on the device, each image with its own random draw.
+"""Training-batch augmentations chosen by name: the `AUGMENTATIONS` registry and the pipeline.
 
-They take a whole batch [B, C, H, W] (uint8 or float) and use the global torch RNG of
-the batch's device, which `seed_everything` seeds. The augmentation factory
-`build_augmentations` maps config names to these classes.
+A recipe lists them in order (`data.augment`), each item a name (default parameters) or
+a mapping `{name: ..., <param>: value}`:
+
+    augment: [crop, flip, {name: cutout, size: 8}, {name: mixup, alpha: 0.2}]
+
+They run in `ImageDataModule.on_after_batch_transfer`, on the device, for the whole batch
+at once, each image with its own random draw from torch's global generator of the batch's
+device (seeded by `seed_everything`). The policy augmentations (autoaugment, randaugment,
+trivialaugment) are the exception: torchvision draws once per call, so they loop over the
+images (slower). Label-mixing ones (mixup, cutmix, mosaic) turn the integer labels [B]
+into soft targets [B, num_classes].
+
+Dtype: batches arrive as uint8 (0..255). Pure pixel moves (crop, flip, erasing, cutout,
+cutmix, mosaic, noise, the policies) keep uint8; the pipeline converts to float (0..1)
+once, just before the first augmentation that needs float arithmetic, and the batch stays
+float from there on. Normalization, after the augmentations, accepts either.
 """
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.errors import check_range, lookup
+from src.datamodules.augment_base import LabelMixing, to_float
+from src.datamodules.augment_color import (
+    ColorJitter,
+    GaussianBlur,
+    GaussianNoise,
+    RandomGrayscale,
+    RandomRGBShift,
+)
+from src.datamodules.augment_erase import Cutout, RandomErasing
+from src.datamodules.augment_geometric import (
+    RandomAffine,
+    RandomCropWithPadding,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    RandomRotation,
+)
+from src.datamodules.augment_mix import CutMix, MixUp, Mosaic
+from src.datamodules.augment_policy import AutoAugment, RandAugment, TrivialAugment
+from src.errors import ConfigError, lookup
 
-
-class RandomCropWithPadding(nn.Module):
-    """Zero-pad by `padding` pixels, then crop back to H x W at a random offset per image.
-
-    Equals torchvision's `RandomCrop(size, padding=padding)` for the same offsets.
-    """
-
-    def __init__(self, padding: int = 4):
-        super().__init__()
-        check_range("crop_padding", padding, 0)
-        self.padding = padding
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.padding == 0:
-            return images
-        batch, _, height, width = images.shape
-        offsets = torch.randint(0, 2 * self.padding + 1, (2, batch), device=images.device)
-        return self.crop(images, offsets[0], offsets[1])
-
-    def crop(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
-        """Crop each padded image b at (top[b], left[b]); top, left: [B] int in [0, 2p]."""
-        batch, channels, height, width = images.shape
-        padded = F.pad(images, [self.padding] * 4)  # [B, C, H+2p, W+2p], zeros outside
-        rows = top[:, None] + torch.arange(height, device=images.device)  # [B, H]
-        cols = left[:, None] + torch.arange(width, device=images.device)  # [B, W]
-        batch_index = torch.arange(batch, device=images.device)[:, None, None, None]
-        channel_index = torch.arange(channels, device=images.device)[None, :, None, None]
-        return padded[batch_index, channel_index, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-class RandomHorizontalFlip(nn.Module):
-    """Mirror each image left-right with probability `p`, independently per image."""
-
-    def __init__(self, p: float = 0.5):
-        super().__init__()
-        check_range("flip_prob", p, 0.0, 1.0)
-        self.p = p
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        flip = torch.rand(images.shape[0], device=images.device) < self.p  # [B]
-        return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
-AUGMENTATIONS = {
-    "crop": lambda settings: RandomCropWithPadding(settings["crop_padding"]),
-    "flip": lambda settings: RandomHorizontalFlip(settings["flip_prob"]),
+# name -> builder; the builder's keyword arguments are the parameters a config may set.
+AUGMENTATIONS: dict[str, type[nn.Module]] = {
+    "crop": RandomCropWithPadding,
+    "resized_crop": RandomResizedCrop,
+    "flip": RandomHorizontalFlip,
+    "rotate": RandomRotation,
+    "affine": RandomAffine,
+    "color_jitter": ColorJitter,
+    "grayscale": RandomGrayscale,
+    "rgb_shift": RandomRGBShift,
+    "noise": GaussianNoise,
+    "blur": GaussianBlur,
+    "erasing": RandomErasing,
+    "cutout": Cutout,
+    "autoaugment": AutoAugment,
+    "randaugment": RandAugment,
+    "trivialaugment": TrivialAugment,
+    "mixup": MixUp,
+    "cutmix": CutMix,
+    "mosaic": Mosaic,
 }
 
+AugmentSpec = str | Mapping[str, Any]
 
-def build_augmentations(names: Sequence[str], crop_padding: int = 4,
-                        flip_prob: float = 0.5) -> nn.Sequential:
-    """Chain the named batch augmentations, in the order given (empty: no augmentation)."""
-    settings = {"crop_padding": crop_padding, "flip_prob": flip_prob}
-    return nn.Sequential(*[lookup(AUGMENTATIONS, name, "augmentation")(settings)
-                           for name in names])
+
+def parameter_defaults(name: str) -> dict[str, Any]:
+    """The parameters of augmentation `name` and their default values."""
+    builder = lookup(AUGMENTATIONS, name, "augmentation")
+    return {parameter.name: parameter.default
+            for parameter in inspect.signature(builder).parameters.values()}
+
+
+def build_augmentation(spec: AugmentSpec) -> nn.Module:
+    """One augmentation from a name or a mapping {name: ..., <param>: value}."""
+    if isinstance(spec, str):
+        name, params = spec, {}
+    elif isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        name, params = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    else:
+        raise ConfigError(f"augmentation {spec!r} must be a name or a mapping with a 'name' "
+                          f"key, e.g. {{name: crop, padding: 4}}")
+    builder = lookup(AUGMENTATIONS, name, "augmentation")
+    known = {parameter: parameter for parameter in parameter_defaults(name)}
+    for parameter in params:
+        lookup(known, parameter, f"parameter of augmentation {name!r}:")
+    try:
+        return builder(**params)
+    except ConfigError as error:
+        raise ConfigError(f"augmentation {name!r}: {error}") from None
+    except (TypeError, ValueError) as error:  # e.g. a word where a number belongs
+        raise ConfigError(f"augmentation {name!r}: bad parameters {params!r} ({error})") from None
+
+
+class AugmentationPipeline(nn.Module):
+    """The chosen augmentations, in order: (images [B, C, H, W] uint8, labels [B] int)
+    -> (images uint8 or float 0..1, targets: labels as given, or soft [B, num_classes]
+    float when a label-mixing augmentation is in the list)."""
+
+    def __init__(self, augmentations: Sequence[nn.Module], num_classes: int):
+        super().__init__()
+        self.augmentations = nn.ModuleList(augmentations)
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = labels
+        for augmentation in self.augmentations:
+            if augmentation.computes_in_float:
+                images = to_float(images)  # once: later ones find it float already
+            if isinstance(augmentation, LabelMixing):
+                if targets.ndim == 1:
+                    targets = F.one_hot(targets, self.num_classes).float()
+                images, targets = augmentation(images, targets)
+            else:
+                images = augmentation(images)
+        return images, targets
+
+    def __len__(self) -> int:
+        return len(self.augmentations)
+
+
+def build_augmentations(specs: Sequence[AugmentSpec], num_classes: int) -> AugmentationPipeline:
+    """Chain the listed augmentations, in the order given (empty: no augmentation)."""
+    if isinstance(specs, str | Mapping):
+        specs = [specs]
+    return AugmentationPipeline([build_augmentation(spec) for spec in specs], num_classes)

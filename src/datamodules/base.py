@@ -10,6 +10,7 @@ only -> batches by index
 """
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -77,9 +78,21 @@ class ImageDataModule(L.LightningDataModule):
             split, so validation has the training split's class ratio; test stays
             balanced. null keeps every image.
         split_seed: seed of the validation split, the subset and the shuffle order.
-        augment: training-batch augmentations, applied in order: "crop", "flip".
-        crop_padding: zero padding (pixels) before the random crop.
-        flip_prob: probability of a horizontal flip.
+        augment: training-batch augmentations, applied in order on the device, each image
+            its own draw; each item a name or {name: ..., <param>: value}, e.g.
+            [crop, flip, {name: cutout, size: 8}]. Names (parameters=defaults):
+            crop(padding=4), resized_crop(scale=[0.08, 1], ratio=[0.75, 1.333],
+            interpolation=bilinear), flip(p=0.5), rotate(degrees=15, interpolation=bilinear),
+            affine(degrees=0, translate=[0.125, 0.125], scale=[1, 1], shear=0,
+            interpolation=bilinear), color_jitter(brightness=0.4, contrast=0.4, saturation=0.4,
+            hue=0.1, p=1), grayscale(p=0.1), rgb_shift(shift=0.08, p=0.5),
+            noise(sigma=0.05, mean=0, p=1), blur(kernel_size=5, sigma=[0.1, 2], p=0.5),
+            erasing(p=0.5, scale=[0.02, 0.33], ratio=[0.3, 3.3], value=0),
+            cutout(size=16, p=1, value=0), autoaugment(policy=cifar10),
+            randaugment(num_ops=2, magnitude=9, num_magnitude_bins=31),
+            trivialaugment(num_magnitude_bins=31); label mixing (soft targets):
+            mixup(alpha=1, p=1), cutmix(alpha=1, p=1), mosaic(center=[0.25, 0.75], p=1).
+            Pixel values are in 0..1 units.
         device_resident: keep the uint8 images on the training device (no host-to-device
             copy per batch).
         cache_dir: where decoded image folders are cached; default <data_dir>/.cache.
@@ -110,9 +123,7 @@ class ImageDataModule(L.LightningDataModule):
         classes: list[str] | None = None,
         imbalance_ratio: float | None = None,
         split_seed: int = 0,
-        augment: tuple[str, ...] = ("crop", "flip"),
-        crop_padding: int = 4,
-        flip_prob: float = 0.5,
+        augment: Sequence[str | dict[str, Any]] = ("crop", "flip"),
         device_resident: bool = True,
         cache_dir: str | None = None,
         drop_last: bool = False,
@@ -135,7 +146,6 @@ class ImageDataModule(L.LightningDataModule):
             check_range("subset_per_class", subset_per_class, 1)
         if imbalance_ratio is not None:
             check_range("imbalance_ratio", imbalance_ratio, 0.0, 1.0, low_inclusive=False)
-        self.augmentations = build_augmentations(augment, crop_padding, flip_prob)
         self.uses_folder = source == "folder" or (
             source == "auto" and (self.data_dir / "train").is_dir())
         if source == "torchvision" and self.torchvision_class is None:
@@ -152,6 +162,7 @@ class ImageDataModule(L.LightningDataModule):
             check_class_selection(classes, self.source_classes or None)
         # The classes used, in label order (the selection, else every source class).
         self.classes: list[str] = list(classes) if classes is not None else self.source_classes
+        self.augmentations = build_augmentations(augment, self.num_classes)
         self._loaded: dict[str, ImageSet] = {}
         self.mean: torch.Tensor | None = None  # [C], in [0, 1] units, training split only
         self.std: torch.Tensor | None = None
@@ -266,16 +277,22 @@ class ImageDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, C, H, W] -> float32, standardized with the training-split statistics."""
+        """uint8 (0..255) or float (0..1) [B, C, H, W] -> float32, standardized with the
+        training-split statistics."""
+        if images.is_floating_point():  # augmented in float: 0..1 units
+            mean = self.mean.to(images.device)[None, :, None, None]
+            std = self.std.to(images.device)[None, :, None, None]
+            return (images.float() - mean) / std
         mean = (self.mean * 255).to(images.device)[None, :, None, None]
         std = (self.std * 255).to(images.device)[None, :, None, None]
         return (images.float() - mean) / std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels = batch
+        images, targets = batch
         if self.trainer is not None and self.trainer.training:
-            images = self.augmentations(images)
-        return self.normalize(images), labels
+            # targets: labels [B] int, or soft [B, num_classes] after mixup/cutmix/mosaic
+            images, targets = self.augmentations(images, targets)
+        return self.normalize(images), targets
 
     # -- provenance: saved in checkpoints and with each run --
 
