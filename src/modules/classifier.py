@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from src.errors import ConfigError
+from src.callbacks.freeze_backbone import FreezeBackbone
+from src.errors import ConfigError, check_range
 from src.modules.losses import (
     build_loss,
     hard_labels,
@@ -40,16 +41,41 @@ class ImageClassifier(L.LightningModule):
     train/loss is the training objective chosen here.
 
     Args:
-        arch: network architecture: "resnet18" or "mlp".
+        arch: network architecture: "resnet18" (CIFAR ResNet18), "mlp", or
+            "timm" for the timm model named by timm_model.
         num_classes: number of classes (linked from the datamodule by the CLI).
         in_channels: image channels (linked from the datamodule by the CLI).
         image_size: image height = width in pixels (linked from the datamodule by the CLI).
         norm: normalization layer: batch, layer, group, instance (ResNet only) or none.
         norm_groups: number of groups when norm="group"; must divide every layer width.
-        act: activation function name, e.g. relu, gelu, silu, tanh.
-        dropout: dropout probability in [0, 1): MLP hidden layers, or before the ResNet head.
+        norm_position: "before" (linear/conv -> norm -> act) or "after" (-> act -> norm) the
+            activation; in a ResNet block "after" also moves the second norm after the
+            residual addition and its activation. Never applied to the classifier output.
+        act: activation: relu, relu6, leaky_relu, prelu, elu, selu, silu (= swish), gelu,
+            gelu_tanh, tanh, sigmoid, or a gain-preserving a*phi(x)+b variant: gpn_tanh,
+            gpn_relu, gpn_leaky_relu, gpn_elu, gpn_selu, gpn_gelu.
+        act_slope: leaky_relu negative slope (null: 0.01) or prelu initial slope (null: 0.25).
+        act_alpha: elu alpha (null: 1.0).
+        init: weight init of every Linear/Conv layer: default (the framework's), normal,
+            xavier_normal, xavier_uniform, kaiming_normal, kaiming_uniform (fan_in, gain of
+            the activation) or orthogonal. Except for default, biases start at 0 and norm
+            layers at weight 1, bias 0. With pretrained weights it applies to the head only.
+        init_std: standard deviation for init=normal (null: 0.01).
+        init_gain: gain for xavier_* (null: 1) and orthogonal (null: the activation's gain).
+        dropout: dropout probability in [0, 1): MLP hidden layers, or before the ResNet
+            (and timm) head.
+        drop_block_prob: DropBlock drop probability in ResNet stages 3 and 4 (0: off).
+        drop_block_size: DropBlock block side in pixels (clipped to the feature map).
         hidden_widths: MLP hidden layer widths.
         resnet_widths: ResNet18 stage widths.
+        timm_model: timm model name for arch="timm", e.g. resnet18, convnext_nano.
+        pretrained: start from timm's pretrained weights (local cache or download); a
+            one-line error when they cannot be reached. To rebuild a checkpoint without
+            them, load it with `load_from_checkpoint(path, pretrained=False)`.
+        pretrained_path: local timm-format weights file to start from (implies pretrained).
+        freeze_backbone_epochs: train only the classifier head for this many epochs, then
+            the whole network (0: never frozen); frozen batch norms keep their statistics.
+            With DDP use --trainer.strategy ddp_find_unused_parameters_true.
         loss: training loss: cross_entropy, bce (two classes only; BCE on the margin
             logit_1 - logit_0), mse or l1 (on softmax probabilities vs one-hot targets).
             See src/modules/losses.py.
@@ -110,10 +136,22 @@ class ImageClassifier(L.LightningModule):
         image_size: int = 32,
         norm: str = "batch",
         norm_groups: int = 32,
+        norm_position: str = "before",
         act: str = "relu",
+        act_slope: float | None = None,
+        act_alpha: float | None = None,
+        init: str = "default",
+        init_std: float | None = None,
+        init_gain: float | None = None,
         dropout: float = 0.0,
+        drop_block_prob: float = 0.0,
+        drop_block_size: int = 3,
         hidden_widths: tuple[int, ...] = (512, 256),
         resnet_widths: tuple[int, ...] = (64, 128, 256, 512),
+        timm_model: str = "resnet18",
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        freeze_backbone_epochs: int = 0,
         loss: str = "cross_entropy",
         label_smoothing: float = 0.0,
         class_weights: list[float] | str | None = None,
@@ -158,10 +196,15 @@ class ImageClassifier(L.LightningModule):
         self.criterion = build_loss(loss, num_classes, label_smoothing, class_weights)
         validate_optimizer(optimizer, self._optimizer_settings())
         validate_scheduler(scheduler, self._schedule_settings(), lr)
+        check_range("freeze_backbone_epochs", freeze_backbone_epochs, 0)
         self.net = build_network(
             arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-            norm=norm, norm_groups=norm_groups, act=act, dropout=dropout,
-            hidden_widths=hidden_widths, resnet_widths=resnet_widths,
+            norm=norm, norm_groups=norm_groups, norm_position=norm_position, act=act,
+            act_slope=act_slope, act_alpha=act_alpha, init=init, init_std=init_std,
+            init_gain=init_gain, dropout=dropout, drop_block_prob=drop_block_prob,
+            drop_block_size=drop_block_size, hidden_widths=hidden_widths,
+            resnet_widths=resnet_widths, timm_model=timm_model, pretrained=pretrained,
+            pretrained_path=pretrained_path,
         )
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -170,6 +213,11 @@ class ImageClassifier(L.LightningModule):
         # batch size, so uneven last batches and uneven shards are averaged exactly.
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        if self.hparams.freeze_backbone_epochs > 0:
+            return [FreezeBackbone(self.hparams.freeze_backbone_epochs)]
+        return []
 
     def _optimizer_settings(self) -> OptimizerSettings:
         hp = self.hparams
