@@ -216,8 +216,8 @@ class ImageClassifier(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         if compile:
             self.net.compile()
-        # validate_args=False: torchmetrics' input check counts the distinct labels on the
-        # host, a device sync every step; the labels come from our own data.
+        # validate_args=False: torchmetrics' input checks may count distinct labels
+        # (torch.unique: a device sync every step); the labels come from our own data.
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
