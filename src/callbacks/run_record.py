@@ -45,8 +45,13 @@ def git_commit() -> str:
 class RunRecord(L.Callback):
     """Record seed, data statistics, split indices, versions and commit with every run."""
 
-    @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # trainer.log_dir is a collective under DDP (a broadcast from rank 0): every rank
+        # must ask for it, else rank 0 waits for the others forever.
+        self._write_record(trainer, trainer.log_dir)
+
+    @rank_zero_only
+    def _write_record(self, trainer: L.Trainer, log_dir: str | None) -> None:
         datamodule = trainer.datamodule
         record = {
             "seed": os.environ.get("PL_GLOBAL_SEED"),
@@ -60,7 +65,6 @@ class RunRecord(L.Callback):
                 logger.log_hyperparams({"data_mean": record["data"]["mean"],
                                         "data_std": record["data"]["std"],
                                         "data_num_train": record["data"]["num_train"]})
-        log_dir = trainer.log_dir
         if log_dir is None:
             return
         os.makedirs(log_dir, exist_ok=True)
