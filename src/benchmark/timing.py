@@ -1,0 +1,114 @@
+"""Clocks for training-speed measurements: steps per second and time to an accuracy.
+
+Device work is asynchronous, so every clock reading waits for the device first
+(`synchronize`); nothing else here waits for it.
+"""
+
+import time
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer(L.Callback):
+    """Times the training steps after `warmup` steps: images per second over them.
+
+    The clock runs from the end of the last warm-up step to the end of the last step, so
+    it covers the batch loading, transfer, augmentation and optimizer step of each
+    measured step.
+    """
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.images = 0
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step  # optimizer steps done, this one included
+        if step < self.warmup:
+            return
+        synchronize(pl_module.device)
+        if step == self.warmup:
+            self.start = time.perf_counter()
+            return
+        self.images += len(batch[1])
+        self.end = time.perf_counter()
+
+    @property
+    def images_per_second(self) -> float:
+        if self.start is None or self.end is None or self.images == 0:
+            raise RuntimeError("no measured steps: train for more than `warmup` steps")
+        return self.images / (self.end - self.start)
+
+
+def evaluated_module(trainer: L.Trainer, pl_module: L.LightningModule) -> L.LightningModule:
+    """The weights a fit would test: the EMA/SWA average when a callback keeps one."""
+    for callback in trainer.callbacks:
+        average = getattr(callback, "_average_model", None)
+        if isinstance(callback, WeightAveraging) and average is not None:
+            return average.module
+    return pl_module
+
+
+@torch.no_grad()
+def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+             labels: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor],
+             device: torch.device, batch_size: int = 1000) -> float:
+    """Share of `images` (uint8 [N, C, H, W], any device) classified as `labels` [N]."""
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, len(labels), batch_size):
+        batch = normalize(images[start:start + batch_size].to(device))
+        predicted = forward(batch).argmax(dim=-1)
+        correct += (predicted == labels[start:start + batch_size].to(device)).sum()
+    return correct.item() / len(labels)
+
+
+class TimeToAccuracy(L.Callback):
+    """Test accuracy after every training epoch, off the clock; stops training once it
+    reaches `target`.
+
+    The clock starts when training starts (data already loaded) and counts everything
+    Lightning does in the epochs (validation included), minus this callback's own test
+    evaluations. `history`: (epoch, seconds, test accuracy) after each epoch; `reached`:
+    that tuple for the first epoch at or above the target, or None.
+    """
+
+    def __init__(self, target: float, images: torch.Tensor, labels: torch.Tensor):
+        self.target = target
+        self.images, self.labels = images, labels
+        self.history: list[tuple[int, float, float]] = []
+        self.reached: tuple[int, float, float] | None = None
+        self.start = 0.0
+        self.off_clock = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        synchronize(pl_module.device)
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        synchronize(pl_module.device)
+        paused = time.perf_counter()
+        seconds = paused - self.start - self.off_clock
+        module = evaluated_module(trainer, pl_module)
+        was_training = module.training
+        module.eval()
+        with trainer.precision_plugin.forward_context():
+            value = accuracy(module, self.images, self.labels, trainer.datamodule.normalize,
+                             pl_module.device)
+        module.train(was_training)
+        entry = (trainer.current_epoch + 1, seconds, value)
+        self.history.append(entry)
+        if value >= self.target and self.reached is None:
+            self.reached = entry
+            trainer.should_stop = True
+        self.off_clock += time.perf_counter() - paused
