@@ -1,0 +1,1 @@
+"""Training-speed measurements used by experiments/benchmark.py."""
