@@ -45,7 +45,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, header: str) -> tupl
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
         writer.writeheader()
-        for row in rows:
-            writer.writerow({key: _cell(row.get(key)) for key in COLUMNS})
+        for row in rows:  # full precision here; rounded in the markdown table
+            writer.writerow({key: row.get(key) for key in COLUMNS})
     md_path.write_text(f"{header}\n\n{markdown_table(rows)}\n")
     return csv_path, md_path
