@@ -298,6 +298,9 @@ def check(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: no CUDA GPU is available here")
+    if args.time_to_52 and not (args.data_dir or os.environ.get("CIFAR10_DIR")):
+        raise ConfigError("--time-to-52 needs the real CIFAR-10: give --data-dir or set "
+                          "CIFAR10_DIR")
     if args.time_to_94 and device.type != "cuda":  # refused before anything runs
         raise ConfigError("--time-to-94 trains the ResNet18 recipe to 94% and needs a CUDA "
                           "GPU (--device cuda); on a CPU it would take days")
