@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.checkpoint_io import check_checkpoint_fits
 from src.errors import check_range
 from src.modules.networks import build_network
 from src.modules.optim import (
@@ -153,3 +154,8 @@ class ImageClassifier(L.LightningModule):
         if schedule is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Runs before the weights are copied in: a checkpoint of another architecture or
+        # number of classes fails with one line instead of a long size-mismatch error.
+        check_checkpoint_fits(checkpoint, self)
