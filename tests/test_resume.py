@@ -152,6 +152,18 @@ def test_sigterm_at_the_end_of_an_epoch_stops_after_its_validation(
     assert_same_run(run_dir, reference_run)
 
 
+def test_resuming_a_run_that_stopped_early_trains_no_further(image_folder, tmp_path):
+    run_dir = tmp_path / "run"
+    # min_delta 10: no epoch after the first counts as an improvement, so it stops after 2.
+    args = run_args(image_folder, run_dir, "--early_stopping.patience", "0",
+                    "--early_stopping.min_delta", "10")
+    cifar_mlp.main(args)
+    assert last_checkpoint(run_dir)["global_step"] == 2 * STEPS_PER_EPOCH
+    cifar_mlp.main([*args, "--resume", "true"])
+    assert last_checkpoint(run_dir)["global_step"] == 2 * STEPS_PER_EPOCH
+    assert {epoch for epoch, name in eval_metrics(run_dir) if name == "val/acc"} == {"0", "1"}
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_unbroken_run(image_folder, reference_run,
                                                             tmp_path):

@@ -14,6 +14,9 @@ the trainer's checkpoint plugin):
 A step checkpoint is never written at a step followed by a validation pass (the last step
 of an epoch, or a `val_check_interval` step): Lightning resumes such a checkpoint without
 running that validation. The save moves to the next step, or to the epoch end.
+
+It also records whether training had been stopped (early stopping), which Lightning
+checkpoints forget: resuming a run that stopped early does not train it further.
 """
 
 import os
@@ -48,6 +51,7 @@ class LastCheckpoint(Checkpoint):
         self.requested: str | None = None  # name of the signal received, if any
         self._save_due = False
         self._previous_handlers: dict[int, Any] = {}
+        self._training_stopped = False  # by early stopping, as saved in the checkpoint
 
     # -- signals --
 
@@ -64,6 +68,14 @@ class LastCheckpoint(Checkpoint):
             self._previous_handlers[signum] = signal.signal(signum, self._handle)
         if trainer.received_sigterm:  # arrived while Lightning's handler was in place
             self.requested = "SIGTERM"
+        if self._training_stopped:
+            trainer.should_stop = True  # resumed a run that had stopped early: stay stopped
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"training_stopped": self._training_stopped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._training_stopped = state_dict["training_stopped"]
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -117,6 +129,7 @@ class LastCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after validation and after EarlyStopping and the best-model checkpoint
         # (Lightning calls checkpoint callbacks last), so their state is included.
+        self._training_stopped = trainer.should_stop
         self._save(trainer)
         if self._stop_requested(trainer):
             # Stop between epochs; the command line reports it after `fit` returns.
