@@ -4,11 +4,19 @@ Each epoch draws a permutation from (seed, epoch), identical on every DDP rank, 
 rank takes its own disjoint shard of it, so no image repeats within an epoch across
 ranks. Evaluation shards are contiguous and unpadded, so metrics synced across ranks
 count every image exactly once.
+
+The loader is stateful in Lightning's sense (`state_dict` / `load_state_dict`): Lightning
+saves how many batches of the current epoch were handed out in every checkpoint, and a
+run resumed from a mid-epoch checkpoint skips exactly those batches of the same
+permutation instead of starting the epoch over.
 """
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
+
+from src.errors import ConfigError
 
 
 class TensorBatchLoader:
@@ -31,12 +39,18 @@ class TensorBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch_fn = epoch_fn
+        # Progress through the epoch being iterated, as saved in checkpoints.
+        self._epoch = -1
+        self._batches_yielded = 0
+        # (epoch, batches) from a checkpoint, consumed by the next iteration of that epoch.
+        self._resume_at: tuple[int, int] | None = None
 
-    def shard_indices(self) -> torch.Tensor:
-        """The indices this rank visits this epoch, in order."""
+    def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The indices this rank visits in `epoch` (default: the current one), in order."""
         n = len(self.labels)
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
+            epoch = self.epoch_fn() if epoch is None else epoch
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=generator)
             # Equal shard sizes keep DDP ranks in step; at most world_size-1 images of
             # a shuffled epoch are left out, a different few each epoch.
@@ -60,7 +74,29 @@ class TensorBatchLoader:
         return n * (self.rank + 1) // self.world_size - n * self.rank // self.world_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices = self.shard_indices().to(self.images.device)
-        for batch_number in range(len(self)):
+        epoch = self.epoch_fn()
+        start = 0
+        if self._resume_at is not None:
+            saved_epoch, saved_batches = self._resume_at
+            self._resume_at = None
+            # A checkpoint saved after its epoch ended says nothing about the next one.
+            start = saved_batches if saved_epoch == epoch else 0
+        self._epoch, self._batches_yielded = epoch, start
+        indices = self.shard_indices(epoch).to(self.images.device)
+        for batch_number in range(start, len(self)):
             batch = indices[batch_number * self.batch_size:(batch_number + 1) * self.batch_size]
+            # Counted before the yield: when the trainer holds batch k, k + 1 were handed out.
+            self._batches_yielded = batch_number + 1
             yield self.images[batch], self.labels[batch]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self._epoch, "batches_yielded": self._batches_yielded,
+                "batches_per_epoch": len(self)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict["batches_per_epoch"] != len(self):
+            raise ConfigError(
+                f"the checkpoint was saved with {state_dict['batches_per_epoch']} training "
+                f"batches per epoch, this run has {len(self)}; resume with the same data and "
+                f"batch size")
+        self._resume_at = (state_dict["epoch"], state_dict["batches_yielded"])

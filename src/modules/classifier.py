@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from src.callbacks.freeze_backbone import FreezeBackbone
+from src.checkpoint_io import check_checkpoint_fits
 from src.errors import ConfigError, check_range
 from src.modules.losses import (
     build_loss,
@@ -268,6 +269,9 @@ class ImageClassifier(L.LightningModule):
             checkpoint["loss_class_weights"] = self.criterion.class_weights.cpu()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Runs before the weights are copied in: a checkpoint of another architecture or
+        # number of classes fails with one line instead of a long size-mismatch error.
+        check_checkpoint_fits(checkpoint, self)
         if "loss_class_weights" in checkpoint:
             self.criterion.set_class_weights(checkpoint["loss_class_weights"])
 
