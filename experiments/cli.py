@@ -17,11 +17,13 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from src.callbacks import RunRecord
 from src.datamodules.base import ImageDataModule
-from src.errors import UserInputError
+from src.errors import ConfigError, UserInputError
 from src.modules import ImageClassifier
+from src.preflight import check_accelerator, check_output_dir
 from src.tracking import build_loggers
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -68,6 +70,14 @@ class ExperimentCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
+        # Checked before the loggers and the Trainer exist, so a bad value writes nothing.
+        check_output_dir(trainer_config.get("default_root_dir") or ".",
+                         "--trainer.default_root_dir")
+        checkpoint = self._get(self.config_init, "checkpoint")
+        if checkpoint.dirpath is not None:
+            check_output_dir(checkpoint.dirpath, "--checkpoint.dirpath")
+        check_accelerator(trainer_config.get("accelerator", "auto"),
+                          trainer_config.get("precision"))
         if trainer_config.get("logger") in (None, True):  # not set by the user: ours
             wandb = self._get(self.config_init, "wandb")
             kwargs["logger"] = build_loggers(
@@ -78,13 +88,18 @@ class ExperimentCLI(LightningCLI):
             kwargs["precision"] = default_precision(trainer_config.get("accelerator", "auto"))
         callbacks = list(trainer_config.get("callbacks") or [])
         kwargs["callbacks"] = [*callbacks, RunRecord()]
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, ModuleNotFoundError) as error:
+            # Trainer(...) rejects devices, strategies and plugins it cannot use here.
+            raise ConfigError(f"--trainer settings cannot run here: {error}") from None
 
 
 def default_precision(accelerator: Any) -> str:
     """bf16 mixed precision on GPUs that support it, full precision elsewhere."""
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    native_bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16-mixed" if native_bf16 else "32-true"
 
 
 def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
@@ -125,6 +140,8 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
             parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
         )
         return fit_and_test(cli)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (UserInputError, MisconfigurationException) as error:
+        # Library messages may span lines; the user gets exactly one.
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
