@@ -45,6 +45,12 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor
     return (mean / 255).float(), (std / 255).float()
 
 
+def describe_shape(images: torch.Tensor) -> str:
+    """'32x32 with 3 channel(s)' for uint8 images [N, C, H, W]."""
+    _, channels, height, width = images.shape
+    return f"{width}x{height} with {channels} channel(s)"
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base class; subclasses name the data set and its torchvision class.
 
@@ -165,9 +171,10 @@ class ImageDataModule(L.LightningDataModule):
         return self._loaded[split]
 
     def prepare_data(self) -> None:
-        # Runs on one process per node: downloads, decodes and writes the cache once.
-        self._load_split("train")
-        self._load_split("test")
+        # Runs on one process per node: downloads, decodes and writes the cache once. It
+        # also builds the splits, so a data problem stops the run before Lightning's setup
+        # creates the log folder; the other processes build them in `setup`.
+        self.setup()
 
     def setup(self, stage: str | None = None) -> None:
         if self.mean is not None:
@@ -177,6 +184,10 @@ class ImageDataModule(L.LightningDataModule):
         self.classes = train.classes
         if test.classes != train.classes:
             raise DataError(f"train and test classes differ in {self.data_dir}")
+        if test.images.shape[1:] != train.images.shape[1:]:
+            raise DataError(f"test images in {self.data_dir} are {describe_shape(test.images)} "
+                            f"but training images are {describe_shape(train.images)}; both "
+                            f"splits must share image size and mode")
         train_idx = torch.arange(len(train.labels))
         val_idx = torch.empty(0, dtype=torch.int64)
         if hp.val_fraction is not None:
