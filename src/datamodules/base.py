@@ -247,7 +247,12 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
             images = self.augmentations(images)
-        return self.normalize(images), labels
+        images = self.normalize(images)
+        if self.trainer is not None:
+            # Lightning casts float inputs for "16-true"/"bf16-true" before this hook, when
+            # ours were still uint8: cast the normalized images the same way.
+            images = self.trainer.precision_plugin.convert_input(images)
+        return images, labels
 
     # -- provenance: saved in checkpoints and with each run --
 
