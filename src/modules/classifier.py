@@ -6,6 +6,7 @@ same network. Inputs arrive already normalized float tensors [B, C, H, W]; the
 datamodule does augmentation and normalization on the device (`on_after_batch_transfer`).
 """
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from src.errors import check_range
+from src.errors import ConfigError, check_range
+from src.modules.checkpoints import check_weights_fit, read_checkpoint
 from src.modules.networks import build_network
 from src.modules.optim import (
     OptimizerSettings,
@@ -139,6 +141,11 @@ class ImageClassifier(L.LightningModule):
         images = batch[0] if isinstance(batch, list | tuple) else batch
         return self(images).softmax(dim=-1)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called before the weights are copied, by load_from_checkpoint and by
+        # fit/test(ckpt_path=...): refuse another network in one line.
+        check_weights_fit(self.state_dict(), checkpoint, self.hparams)
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = make_optimizer(hp.optimizer, self.parameters(), self._optimizer_settings())
@@ -153,3 +160,18 @@ class ImageClassifier(L.LightningModule):
         if schedule is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def load_classifier(path: str | Path, **overrides: Any) -> ImageClassifier:
+    """Load an ImageClassifier from a checkpoint onto the CPU, with one-line errors.
+
+    The file is read with `weights_only=True` (nothing in it is executed). A missing file,
+    a file that is not a checkpoint, or a checkpoint of another network (`overrides` such
+    as `num_classes=100` change what is expected) raises ConfigError naming the problem.
+    """
+    read_checkpoint(path)
+    try:
+        return ImageClassifier.load_from_checkpoint(path, map_location="cpu",
+                                                    weights_only=True, **overrides)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
