@@ -10,7 +10,7 @@ import netrc
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -21,7 +21,7 @@ WANDB_MODES = ("auto", "online", "offline")
 CODE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _wandb_url():
+def _wandb_url() -> ParseResult:
     return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
 
 
