@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from experiments.run_dir import LAST_CHECKPOINT, RunDirectory, check_resume_config, prepare_run_dir
 from src.callbacks import (
@@ -33,8 +33,9 @@ from src.callbacks import (
 from src.callbacks.weight_averaging import build_weight_averaging
 from src.checkpoint_io import SafeCheckpointIO, check_checkpoint_fits, read_checkpoint
 from src.datamodules.base import ImageDataModule
-from src.errors import UserInputError
+from src.errors import ConfigError, UserInputError
 from src.modules import ImageClassifier
+from src.preflight import check_accelerator, check_output_dir
 from src.tracking import build_loggers
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -113,7 +114,15 @@ class ExperimentCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
+        # Checked before the loggers and the Trainer exist, so a bad value writes nothing.
         best_checkpoint = self._get(self.config_init, "checkpoint")
+        if self.config.run_dir is None:
+            check_output_dir(trainer_config.get("default_root_dir") or ".",
+                             "--trainer.default_root_dir")
+        if best_checkpoint.dirpath is not None:
+            check_output_dir(best_checkpoint.dirpath, "--checkpoint.dirpath")
+        check_accelerator(trainer_config.get("accelerator", "auto"),
+                          trainer_config.get("precision"))
         wandb = self._get(self.config_init, "wandb")
         # Checked before any file is written: a wrong directory must not be touched.
         self.run = prepare_run_dir(
@@ -143,7 +152,11 @@ class ExperimentCLI(LightningCLI):
                                            swa_update_bn=swa.update_bn)
         kwargs["callbacks"] = [*callbacks, *averaging, RunRecord(), ExactResume(), FiniteGuard(),
                                self.last_checkpoint]
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, ModuleNotFoundError) as error:
+            # Trainer(...) rejects devices, strategies and plugins it cannot use here.
+            raise ConfigError(f"--trainer settings cannot run here: {error}") from None
         # Last of all: the best-by-val/acc checkpoint stays `trainer.checkpoint_callback`,
         # and at each epoch end last.ckpt includes the state of every other callback.
         trainer.callbacks.remove(self.last_checkpoint)
@@ -154,7 +167,8 @@ class ExperimentCLI(LightningCLI):
 def default_precision(accelerator: Any) -> str:
     """bf16 mixed precision on GPUs that support it, full precision elsewhere."""
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    native_bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16-mixed" if native_bf16 else "32-true"
 
 
 def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
@@ -210,8 +224,10 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
             parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
         )
         return fit_and_test(cli)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (UserInputError, MisconfigurationException) as error:
+        # Library messages may span lines; the user gets exactly one.
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)

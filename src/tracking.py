@@ -6,7 +6,8 @@ resumed run appends to its CSV log (`ResumableCSVLogger`) and continues the same
 
 W&B must never block or crash training: with no API key, or with the W&B server out of
 reach (checked with a 3-second connection attempt), the run is logged offline under
-`<run_dir>/wandb/` and can be uploaded later with `wandb sync`.
+`<run_dir>/wandb/` and can be uploaded later with `wandb sync`. Only an explicit
+`--wandb.mode online` insists on the server, and then fails at once with one line.
 """
 
 import csv
@@ -14,20 +15,25 @@ import netrc
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from src.errors import lookup
+from src.errors import ConfigError, lookup
 
 WANDB_MODES = ("auto", "online", "offline")
+CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _wandb_url() -> ParseResult:
+    return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
 
 
 def _wandb_host() -> str:
-    return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    return _wandb_url().hostname
 
 
 def has_wandb_api_key() -> bool:
@@ -41,27 +47,36 @@ def has_wandb_api_key() -> bool:
 
 def wandb_server_reachable(timeout_s: float = 3.0) -> bool:
     try:
-        with socket.create_connection((_wandb_host(), 443), timeout=timeout_s):
+        url = _wandb_url()
+        port = url.port or (80 if url.scheme == "http" else 443)
+        with socket.create_connection((url.hostname, port), timeout=timeout_s):
             return True
     except OSError:
         return False
 
 
+def _why_offline() -> str | None:
+    """Why W&B cannot log online from here, or None when it can."""
+    if not has_wandb_api_key():
+        return "no API key (wandb login / WANDB_API_KEY)"
+    if not wandb_server_reachable():
+        return f"{_wandb_url().netloc} is out of reach"
+    return None
+
+
 def resolve_wandb_mode(requested: str) -> str:
     """"online" or "offline": auto goes online only with a key and a reachable server."""
     lookup({mode: mode for mode in WANDB_MODES}, requested, "W&B mode")
-    if os.environ.get("WANDB_MODE") in ("offline", "dryrun"):
+    if requested == "offline" or os.environ.get("WANDB_MODE") in ("offline", "dryrun"):
         return "offline"
-    if requested != "auto":
-        return requested
-    if not has_wandb_api_key():
-        rank_zero_info("W&B: no API key (wandb login / WANDB_API_KEY); logging offline")
-        return "offline"
-    if not wandb_server_reachable():
-        rank_zero_info(f"W&B: {_wandb_host()} is out of reach; logging offline "
-                       f"(upload later with `wandb sync`)")
-        return "offline"
-    return "online"
+    reason = _why_offline()
+    if reason is None:
+        return "online"
+    if requested == "online":  # asked for explicitly: fail now, not after wandb's timeout
+        raise ConfigError(f"--wandb.mode online: {reason}; log in or use --wandb.mode auto "
+                          f"to log offline and upload later with `wandb sync`")
+    rank_zero_info(f"W&B: {reason}; logging offline (upload later with `wandb sync`)")
+    return "offline"
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -127,14 +142,17 @@ def build_loggers(run_dir: Path, wandb_enabled: bool, wandb_project: str,
         ResumableCSVLogger(save_dir=run_dir.parent, name="", version=run_dir.name)]
     if wandb_enabled:
         mode = resolve_wandb_mode(wandb_mode)
-        os.makedirs(run_dir, exist_ok=True)
         import wandb
 
+        # W&B records the git state of the code, not of save_dir (which may not exist yet:
+        # it is only created once the run starts, so a failed start leaves nothing behind).
+        in_git = (CODE_ROOT / ".git").exists()
         loggers.append(WandbLogger(
             project=wandb_project, name=wandb_name, save_dir=str(run_dir),
             id=wandb_id, resume="allow",  # same id after a restart: the same W&B run
             offline=mode == "offline",
             log_model=mode == "online",  # best and last checkpoints as artifacts at the end
-            settings=wandb.Settings(init_timeout=60, silent=True),
+            settings=wandb.Settings(init_timeout=60, silent=True, disable_git=not in_git,
+                                    git_root=str(CODE_ROOT) if in_git else None),
         ))
     return loggers

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "wandb", "timm", "jsonargparse")
 
@@ -75,8 +74,14 @@ def git_diff() -> str:
 class RunRecord(L.Callback):
     """Record seed, data statistics, split indices, versions and commit with every run."""
 
-    @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Under DDP `trainer.log_dir` is a broadcast that every rank must join, so it is
+        # read on all ranks (a rank-zero-only hook here deadlocks); only rank 0 writes.
+        log_dir = trainer.log_dir
+        if trainer.is_global_zero:
+            self._write_record(trainer, log_dir)
+
+    def _write_record(self, trainer: L.Trainer, log_dir: str | None) -> None:
         datamodule = trainer.datamodule
         record = {
             "seed": os.environ.get("PL_GLOBAL_SEED"),
@@ -91,7 +96,6 @@ class RunRecord(L.Callback):
                 logger.log_hyperparams({"data_mean": record["data"]["mean"],
                                         "data_std": record["data"]["std"],
                                         "data_num_train": record["data"]["num_train"]})
-        log_dir = trainer.log_dir
         if log_dir is None:
             return
         os.makedirs(log_dir, exist_ok=True)

@@ -6,6 +6,7 @@ same network. Inputs arrive already normalized float tensors [B, C, H, W]; the
 datamodule does augmentation and normalization on the device (`on_after_batch_transfer`).
 """
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -15,7 +16,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from src.callbacks.freeze_backbone import FreezeBackbone
-from src.checkpoint_io import check_checkpoint_fits
+from src.checkpoint_io import CheckpointError, check_checkpoint_fits, read_checkpoint
 from src.errors import ConfigError, check_range
 from src.modules.losses import (
     build_loss,
@@ -313,3 +314,18 @@ class ImageClassifier(L.LightningModule):
         if not schedules:
             return optimizer
         return [optimizer], lightning_scheduler_configs(schedules)
+
+
+def load_classifier(path: str | Path, **overrides: Any) -> ImageClassifier:
+    """Load an ImageClassifier from a checkpoint onto the CPU, with one-line errors.
+
+    The file is read with `weights_only=True` (nothing in it is executed). A missing file,
+    a file that is not a checkpoint, or a checkpoint of another network (`overrides` such
+    as `num_classes=100` change what is expected) raises ConfigError naming the problem.
+    """
+    read_checkpoint(path)
+    try:
+        return ImageClassifier.load_from_checkpoint(path, map_location="cpu",
+                                                    weights_only=True, **overrides)
+    except CheckpointError as error:
+        raise CheckpointError(str(error).replace("the checkpoint", str(path), 1)) from None
