@@ -33,10 +33,10 @@ from src.callbacks import (
 from src.callbacks.weight_averaging import build_weight_averaging
 from src.checkpoint_io import SafeCheckpointIO, check_checkpoint_fits, read_checkpoint
 from src.datamodules.base import ImageDataModule
-from src.errors import ConfigError, UserInputError
+from src.errors import ConfigError, UserInputError, lookup
 from src.modules import ImageClassifier
 from src.preflight import check_accelerator, check_output_dir
-from src.tracking import build_loggers
+from src.tracking import WANDB_MODES, build_loggers
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -124,6 +124,7 @@ class ExperimentCLI(LightningCLI):
         check_accelerator(trainer_config.get("accelerator", "auto"),
                           trainer_config.get("precision"))
         wandb = self._get(self.config_init, "wandb")
+        lookup({mode: mode for mode in WANDB_MODES}, wandb.mode, "W&B mode")
         # Checked before any file is written: a wrong directory must not be touched.
         self.run = prepare_run_dir(
             run_dir=self.config.run_dir, resume=self.config.resume,
