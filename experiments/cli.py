@@ -17,10 +17,12 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from experiments.workflow_flags import add_workflow_arguments
 from src.callbacks import RunRecord
 from src.datamodules.base import ImageDataModule
 from src.errors import UserInputError
 from src.modules import ImageClassifier
+from src.overfit import find_overfit_check
 from src.tracking import build_loggers
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -40,6 +42,7 @@ class ExperimentCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        add_workflow_arguments(parser)
         parser.set_defaults({
             "checkpoint.monitor": "val/acc",
             "checkpoint.mode": "max",
@@ -88,6 +91,9 @@ def default_precision(accelerator: Any) -> str:
 
 def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    overfit = find_overfit_check(trainer)
+    if overfit is not None and overfit.active:  # --overfit.mode: a sanity check, no test
+        return overfit.run(trainer, model, datamodule)
     if not datamodule.has_validation:
         # No validation set: nothing to select on, so keep the final weights.
         trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, EarlyStopping)]
