@@ -74,7 +74,7 @@ class OverfitCheck(L.Callback):
 
     Args:
         mode: none (train normally), one_sample or one_batch.
-        steps: most training steps on the sample or batch; stops early at 100%.
+        steps: most training steps on the sample or batch; stops early once memorized.
     """
 
     def __init__(self, mode: str = "none", steps: int = 200):
@@ -101,7 +101,7 @@ class OverfitCheck(L.Callback):
             for module in pl_module.modules():
                 if isinstance(module, BATCH_NORMS):
                     module.eval()
-        elif trainer.overfit_batches > 0:
+        if not self.active and trainer.overfit_batches > 0:
             self._freeze_batch_order(trainer)
 
     @staticmethod

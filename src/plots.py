@@ -130,19 +130,25 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]], path: Path,
 def plot_activation_stats(records: Sequence[Mapping[str, float | int | str]],
                           histograms: Mapping[int, Sequence[tuple[str, torch.Tensor, float,
                                                                   float]]],
-                          path: Path) -> Path:
+                          path: Path, max_lines: int = 6) -> Path:
     """Per-layer activation statistics by depth, one line per sampled step.
 
     records: rows with step, layer_index, layer, act_std, grad_std, inactive (fraction
     of dead ReLU units or saturated tanh/sigmoid values; NaN for other activations).
     histograms: step -> [(layer, counts [bins], low, high)] for a few steps.
+    max_lines: at most this many sampled steps are drawn, evenly spread, first and last
+    included.
     """
-    steps = sorted({int(row["step"]) for row in records})
-    figure = Figure(figsize=(15, 8))
+    sampled = sorted({int(row["step"]) for row in records})
+    picks = sorted({round(i * (len(sampled) - 1) / max(1, max_lines - 1))
+                    for i in range(min(max_lines, len(sampled)))})
+    steps = [sampled[i] for i in picks]
+    layer_names = {int(row["layer_index"]): str(row["layer"]) for row in records}
+    figure = Figure(figsize=(15, 9), layout="constrained")
     grid = figure.subplots(2, 2)
     panels = (
         (grid[0][0], "act_std", "activation std", False),
-        (grid[0][1], "grad_std", "gradient std (w.r.t. activation)", True),
+        (grid[0][1], "grad_std", "gradient std (w.r.t. the activation)", True),
         (grid[1][0], "inactive", "dead ReLU units / saturated tanh, sigmoid", False),
     )
     colours = [(i / max(1, len(steps) - 1)) for i in range(len(steps))]
@@ -162,7 +168,13 @@ def plot_activation_stats(records: Sequence[Mapping[str, float | int | str]],
             axes.set_yscale("log")
         if key == "inactive":
             axes.set_ylim(-0.02, 1.02)
-        axes.set_xlabel("layer (input -> output)")
+        if len(layer_names) <= 12:
+            axes.set_xticks(sorted(layer_names))
+            axes.set_xticklabels([layer_names[i] for i in sorted(layer_names)], rotation=30,
+                                 ha="right", fontsize=8)
+        else:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("activation layer, input -> output")
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
@@ -178,6 +190,7 @@ def plot_activation_stats(records: Sequence[Mapping[str, float | int | str]],
             hist_axes.plot(centres, density,
                            color=colormaps["viridis"](index / max(1, len(layers) - 1)),
                            label=layer if labelled else None)
+        hist_axes.set_yscale("log")
         hist_axes.set_title(f"activation histograms at step {first} (dark: first layer)")
         hist_axes.set_xlabel("activation value")
         hist_axes.set_ylabel("fraction of values")
