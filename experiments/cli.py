@@ -22,6 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from experiments.run_dir import LAST_CHECKPOINT, RunDirectory, check_resume_config, prepare_run_dir
+from experiments.workflow_flags import add_workflow_arguments
 from src.callbacks import (
     ExactResume,
     FiniteGuard,
@@ -35,6 +36,7 @@ from src.checkpoint_io import SafeCheckpointIO, check_checkpoint_fits, read_chec
 from src.datamodules.base import ImageDataModule
 from src.errors import ConfigError, UserInputError, lookup
 from src.modules import ImageClassifier
+from src.overfit import find_overfit_check
 from src.preflight import check_accelerator, check_output_dir
 from src.tracking import WANDB_MODES, build_loggers
 
@@ -58,6 +60,7 @@ class ExperimentCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        add_workflow_arguments(parser)
         parser.set_defaults({
             "checkpoint.monitor": "val/acc",
             "checkpoint.mode": "max",
@@ -174,6 +177,9 @@ def default_precision(accelerator: Any) -> str:
 
 def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    overfit = find_overfit_check(trainer)
+    if overfit is not None and overfit.active:  # --overfit.mode: a sanity check, no test
+        return overfit.run(trainer, model, datamodule)
     if not datamodule.has_validation:
         # No validation set: nothing to select on, so keep the final weights.
         trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, EarlyStopping)]
