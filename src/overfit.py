@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
@@ -150,7 +150,7 @@ class OverfitCheck(L.Callback):
         images, labels = fixed_batch(datamodule, self.mode)
         # One batch is no validation set: nothing to select, stop on or save.
         trainer.callbacks = [callback for callback in trainer.callbacks
-                             if not isinstance(callback, EarlyStopping | ModelCheckpoint)]
+                             if not isinstance(callback, EarlyStopping | Checkpoint)]
         # One epoch of `steps` batches; the LR schedule is sized to it.
         trainer.fit_loop.max_epochs = 1
         with warnings.catch_warnings():  # no validation here is the point, not a mistake
