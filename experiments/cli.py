@@ -17,6 +17,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from experiments.tuning import add_tuning_arguments, tune
 from src.callbacks import RunRecord
 from src.datamodules.base import ImageDataModule
 from src.errors import UserInputError
@@ -60,6 +61,7 @@ class ExperimentCLI(LightningCLI):
         parser.add_argument("--wandb.mode", type=str, default="auto",
                             help="auto (online when a key and the server are there, else "
                                  "offline), online or offline.")
+        add_tuning_arguments(parser)  # --tune.lr_find, --tune.batch_size_find, --tune.apply
         # The network's input and output sizes come from the data, never typed twice.
         for attribute in ("num_classes", "in_channels", "image_size"):
             parser.link_arguments(f"data.{attribute}", f"model.{attribute}",
@@ -124,6 +126,8 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
             save_config_callback=LoggerSaveConfigCallback,
             parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
         )
+        if not tune(cli):
+            return None  # finders only: values printed, nothing trained
         return fit_and_test(cli)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
