@@ -80,6 +80,9 @@ def run(argv: list[str]) -> list[TrialResult]:
 def main(argv: list[str] | None = None) -> list[TrialResult]:
     try:
         return run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

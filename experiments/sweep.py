@@ -109,9 +109,14 @@ def run(argv: list[str]) -> SweepReport | None:
     out_dir = args.out or Path("runs/sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_fresh_output(out_dir)
     command = shlex.join(["python", "-m", "experiments.sweep", *argv])
-    report = Sweep(spec, module, out_dir, args.isolation, extra_flags).run(command)
+    try:
+        report = Sweep(spec, module, out_dir, args.isolation, extra_flags).run(command)
+    except KeyboardInterrupt:
+        print(f"Interrupted; the trials that finished are in {out_dir / 'results.md'}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     if report.best is None:
-        print(f"No trial finished; see {out_dir / 'results.md'}", file=sys.stderr)
+        print(f"No finished trial to select; see {out_dir / 'results.md'}", file=sys.stderr)
         raise SystemExit(1)
     best = report.best
     print(f"Best {best.name}: val/acc {best.best_val_acc:.4f} with "

@@ -147,6 +147,8 @@ def test_grid_sweep_runs_every_trial_ranks_them_and_writes_a_usable_best_config(
     markdown = (out / "results.md").read_text()
     assert markdown.index(rows[0]["trial"]) < markdown.index(rows[-1]["trial"])
     assert "test/acc" not in markdown.split("| rank")[1].split("\n")[0]  # no test column
+    rerun = parse_spec(load_yaml((out / "spec.yaml").read_text()))  # a spec again
+    assert rerun.space == parse_spec(load_yaml(spec.read_text())).space and rerun.prune is None
     best_config = out / "best.yaml"
     assert yaml.safe_load(best_config.read_text()) == {
         "model": {"lr": best.params["model.lr"], "norm": best.params["model.norm"]}}

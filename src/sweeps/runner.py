@@ -9,6 +9,7 @@ Files in `<out>`: `trials.csv` and `results.md` (ranked by best validation accur
 `history_<phase>.json` (what the pruner compares with) and one folder per trial.
 """
 
+import dataclasses
 import json
 import random
 import time
@@ -23,7 +24,7 @@ from src.errors import ConfigError
 from src.sweeps.pruning import MedianPruner, add_to_history
 from src.sweeps.report import best_config_yaml, best_trial, markdown_table, trial_table, write_csv
 from src.sweeps.run_metrics import MONITOR
-from src.sweeps.space import grid, refine_around, sample
+from src.sweeps.space import grid, refine_around, sample, space_to_parameters
 from src.sweeps.spec import Budget, SweepSpec
 from src.sweeps.trial import TrialResult, format_flag_value, params_to_flags, run_trial
 
@@ -185,11 +186,17 @@ class Sweep:
         return line
 
     def _spec_yaml(self) -> str:
+        """The spec as run (command-line overrides applied): a valid spec file itself."""
         spec = self.spec
-        lines = {"base": spec.base, "method": spec.method, "module": self.module,
-                 "isolation": self.isolation, "flags": list(spec.flags),
-                 "extra_flags": self.extra_flags, "command": self.command}
-        return yaml.safe_dump(lines, sort_keys=False)
+        raw = {"base": spec.base, "method": spec.method,
+               "parameters": space_to_parameters(spec.space), "trials": spec.trials,
+               "seed": spec.seed, "flags": list(spec.flags),
+               "budget": dataclasses.asdict(spec.budget),
+               "prune": dataclasses.asdict(spec.prune) if spec.prune else False,
+               "coarse_to_fine": dataclasses.asdict(spec.coarse_to_fine)}
+        header = (f"# Command: {self.command}\n# Trials: python -m {self.module}, isolation "
+                  f"{self.isolation}, extra flags: {' '.join(self.extra_flags) or 'none'}\n")
+        return header + yaml.safe_dump(raw, sort_keys=False)
 
     def _write_files(self) -> None:
         report, out = self.report, self.report.out_dir

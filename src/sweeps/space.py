@@ -72,6 +72,24 @@ def _parse_dimension(key: str, value: Any) -> Dimension:
     return Range(low, high, log=log, integer=bool(value.get("int", False)), num=num)
 
 
+def space_to_parameters(space: Space) -> dict[str, Any]:
+    """The inverse of `parse_space`: the `parameters:` section that gives `space`."""
+    parameters: dict[str, Any] = {}
+    for key, dimension in space.items():
+        if isinstance(dimension, Choice):
+            parameters[key] = list(dimension.values)
+            continue
+        entry: dict[str, Any] = {"min": dimension.low, "max": dimension.high}
+        if dimension.log:
+            entry["log"] = True
+        if dimension.integer:
+            entry["int"] = True
+        if dimension.num is not None:
+            entry["num"] = dimension.num
+        parameters[key] = entry
+    return parameters
+
+
 def _number(key: str, field: str, value: Any) -> float:
     try:
         return float(value)  # YAML reads 1e-3 (no dot) as a string
