@@ -130,8 +130,10 @@ def find_batch_size(trainer: Trainer, model: LightningModule,
         model, datamodule=datamodule, mode=settings.batch_size_mode, max_val=cap,
         batch_arg_name="batch_size")
     if trainer.is_global_zero:
-        print(f"Batch size found: {size} (largest that ran, {settings.batch_size_mode} "
-              f"search from 2 up to {cap} = min(--tune.max_batch_size, training-set size "
+        # Lightning stops doubling at the cap without running it; elsewhere the size ran.
+        how = "the cap" if size == cap else "the largest that ran"
+        print(f"Batch size found: {size} ({how}; {settings.batch_size_mode} search from 2, "
+              f"capped at {cap} = min(--tune.max_batch_size, training-set size "
               f"{train_size}))", flush=True)
     return int(size)
 
