@@ -68,7 +68,9 @@ def run(argv: list[str]) -> list[TrialResult]:
     failed = [r.name for r in results if r.status == "failed"]
     text = (f"# {args.base}: {args.seeds} seeds\n\nCommand: `{command}`\n\n"
             f"Mean and sample standard deviation over the seeds that finished"
-            f"{' (failed: ' + ', '.join(failed) + ')' if failed else ''}.\n\n"
+            f"{' (failed: ' + ', '.join(failed) + ')' if failed else ''}. "
+            f"test/*: the best checkpoint (by val/acc); train/* and val/*: the last epoch; "
+            f"best val/acc: the best epoch.\n\n"
             + markdown_table(headers, rows))
     (out_dir / "seeds.md").write_text(text)
     print(text, flush=True)

@@ -106,9 +106,10 @@ def test_median_pruner_stops_only_trials_below_the_median_of_earlier_ones(tmp_pa
     add_to_history(history, "trial_001", {0: 0.30, 1: 0.60})
     add_to_history(history, "trial_002", {0: 0.40})
 
-    def judged(epoch, value, after_epochs=1, min_trials=2):
+    def judged(epoch, value, after_epochs=1, min_trials=2, max_epochs=5):
         trainer = SimpleNamespace(
-            sanity_checking=False, current_epoch=epoch, should_stop=False, is_global_zero=True,
+            sanity_checking=False, current_epoch=epoch, max_epochs=max_epochs,
+            should_stop=False, is_global_zero=True,
             callback_metrics={"val/acc": torch.tensor(value)}, default_root_dir=str(tmp_path))
         MedianPruner(str(history), after_epochs, min_trials).on_validation_end(trainer, None)
         return trainer.should_stop
@@ -120,6 +121,7 @@ def test_median_pruner_stops_only_trials_below_the_median_of_earlier_ones(tmp_pa
     assert not judged(1, 0.10, min_trials=3)  # only two trials reached epoch 1
     assert not judged(0, 0.10, after_epochs=2)  # epoch 0 is before the judging starts
     assert not judged(2, 0.10)  # no earlier trial reached epoch 2
+    assert not judged(1, 0.10, max_epochs=2)  # the last epoch: stopping saves nothing
 
 
 # -- sweeps that train (in-process, tiny data) --

@@ -47,7 +47,9 @@ class MedianPruner(L.Callback):
         if trainer.sanity_checking or MONITOR not in trainer.callback_metrics:
             return
         epoch = trainer.current_epoch
-        if epoch + 1 < self.after_epochs:
+        # Stopping after the last epoch would save nothing; such a trial is simply done.
+        last_epoch = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if epoch + 1 < self.after_epochs or last_epoch:
             return
         earlier = [values[str(epoch)] for values in read_history(self.history).values()
                    if str(epoch) in values]

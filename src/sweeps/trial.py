@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -128,7 +129,7 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
     log_path = trial_dir / "output.log"
     all_flags = [*flags, "--trainer.default_root_dir", str(trial_dir)]
     (trial_dir / "command.txt").write_text(
-        " ".join([sys.executable, "-m", module, *all_flags]) + "\n")
+        shlex.join([sys.executable, "-m", module, *all_flags]) + "\n")
     started = time.monotonic()
     with log_path.open("w") as log:
         code = runner(module, all_flags, log)
