@@ -23,7 +23,13 @@ from experiments.sweep import split_extra_flags
 from src.errors import UserInputError, check_range
 from src.sweeps.report import markdown_table, seed_summary, write_csv
 from src.sweeps.runner import check_fresh_output
-from src.sweeps.trial import ISOLATIONS, TrialResult, entry_point_module, run_trial
+from src.sweeps.trial import (
+    ISOLATIONS,
+    TrialResult,
+    check_first_run_started,
+    entry_point_module,
+    run_trial,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +61,8 @@ def run(argv: list[str]) -> list[TrialResult]:
                            [*extra_flags, "--seed_everything", str(seed)],
                            out_dir / f"seed_{seed}", args.isolation)
         results.append(result)
+        if len(results) == 1:
+            check_first_run_started(result)
         if result.status == "failed":
             print(f"[seeds] seed {seed} failed ({result.error}); log: "
                   f"{result.run_dir / 'output.log'}", flush=True)

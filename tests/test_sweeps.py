@@ -222,6 +222,18 @@ def test_bad_spec_is_one_line_exit_2(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_first_trial_that_cannot_start_stops_the_sweep(image_folder, tmp_path, capsys):
+    spec = write_spec(tmp_path / "typo.yaml", method="grid", parameters={"model.lr": [0.1, 0.2]},
+                      flags=[*tiny_flags(image_folder, 1), "--model.norm", "bathc"])
+    out = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main([str(spec), "--out", str(out), "--isolation", "inprocess"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: the first run could not start (unknown normalization")
+    assert sorted(p.name for p in out.glob("trial_*")) == ["trial_000"]  # not repeated
+
+
 def test_wandb_export_maps_the_space_and_the_command(tmp_path):
     spec = write_spec(tmp_path / "random.yaml", method="random", trials=5,
                       parameters={"model.lr": {"min": 1e-4, "max": 1e-1, "log": True},

@@ -26,7 +26,13 @@ from src.sweeps.report import best_config_yaml, best_trial, markdown_table, tria
 from src.sweeps.run_metrics import MONITOR
 from src.sweeps.space import grid, refine_around, sample, space_to_parameters
 from src.sweeps.spec import Budget, SweepSpec
-from src.sweeps.trial import TrialResult, format_flag_value, params_to_flags, run_trial
+from src.sweeps.trial import (
+    TrialResult,
+    check_first_run_started,
+    format_flag_value,
+    params_to_flags,
+    run_trial,
+)
 
 
 class BudgetClock:
@@ -170,6 +176,8 @@ class Sweep:
         result.phase = phase
         self.report.results.append(result)
         self.echo(self._trial_line(result))
+        if number == 0:
+            check_first_run_started(result)
         return result
 
     # -- output --

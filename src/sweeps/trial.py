@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from src.errors import lookup
+from src.errors import ConfigError, lookup
 from src.sweeps.pruning import PRUNED_FILE
 from src.sweeps.run_metrics import RunMetrics, find_metrics_file, read_metrics
 
 ISOLATIONS = ("subprocess", "inprocess")
 INTERRUPTED = 130  # the entry points' exit status after Ctrl-C
+INPUT_ERROR = 2  # the entry points' exit status when the run cannot start as configured
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
 
@@ -44,6 +45,7 @@ class TrialResult:
     pruned: dict[str, Any] = field(default_factory=dict)  # epoch, val_acc, median
     error: str = ""
     phase: str = ""  # sweeps: grid, random, coarse or fine
+    exit_code: int = 0
 
     @property
     def best_val_acc(self) -> float | None:
@@ -111,6 +113,14 @@ def _error_line(log_path: Path) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
+def check_first_run_started(result: TrialResult) -> None:
+    """A first run that cannot start (bad flags, missing data) means every run would fail
+    the same way: stop at once with its error instead of repeating it."""
+    if result.exit_code == INPUT_ERROR:
+        raise ConfigError(f"the first run could not start ({result.error.removeprefix('error: ')}"
+                          f"); log: {result.run_dir / 'output.log'}")
+
+
 def entry_point_module(name: str) -> str:
     """`cifar_mlp` -> `experiments.cifar_mlp`; the entry points are the recipes that have
     a module: experiments/configs/<name>.yaml and experiments/<name>.py."""
@@ -138,7 +148,7 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
         raise KeyboardInterrupt
     metrics_file = find_metrics_file(trial_dir)
     metrics = read_metrics(metrics_file) if metrics_file else None
-    result = TrialResult(name, params, "done", seconds, trial_dir, metrics)
+    result = TrialResult(name, params, "done", seconds, trial_dir, metrics, exit_code=code)
     if code != 0 or metrics is None or metrics.best_val_acc is None:
         result.status = "failed"
         result.error = _error_line(log_path) if code != 0 else \
