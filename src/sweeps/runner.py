@@ -24,7 +24,7 @@ from src.errors import ConfigError
 from src.sweeps.pruning import MedianPruner, add_to_history
 from src.sweeps.report import best_config_yaml, best_trial, markdown_table, trial_table, write_csv
 from src.sweeps.run_metrics import MONITOR
-from src.sweeps.space import grid, refine_around, sample, space_to_parameters
+from src.sweeps.space import Range, grid, refine_around, sample, space_to_parameters
 from src.sweeps.spec import Budget, SweepSpec
 from src.sweeps.trial import (
     TrialResult,
@@ -137,10 +137,11 @@ class Sweep:
             self.report.notes.append(
                 f"the best coarse {key} ({format_flag_value(best.params[key])}) is on the edge "
                 f"of the grid: the optimum may lie outside it; widen the range")
-        ranges = ", ".join(f"{key} in [{d.low:g}, {d.high:g}]" if hasattr(d, "low")
+        ranges = ", ".join(f"{key} in [{d.low:g}, {d.high:g}]" if isinstance(d, Range)
                            else f"{key} = {d.values[0]}" for key, d in refinement.space.items())
-        self.echo(f"[sweep] refining around {best.name} ({MONITOR} "
-                  f"{best.best_val_acc:.4f}): {ranges}")
+        line = f"Fine phase around {best.name} ({MONITOR} {best.best_val_acc:.4f}): {ranges}."
+        self.report.notes.insert(0, line)
+        self.echo(f"[sweep] {line}")
         rng = random.Random(self.spec.seed)
         self._run_phase("fine", (sample(refinement.space, rng) for _ in range(steps.fine_trials)),
                         ["--trainer.max_epochs", str(steps.fine_epochs)])
