@@ -22,6 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from experiments.run_dir import LAST_CHECKPOINT, RunDirectory, check_resume_config, prepare_run_dir
+from experiments.tuning import add_tuning_arguments, tune
 from experiments.workflow_flags import add_workflow_arguments
 from src.callbacks import (
     ExactResume,
@@ -95,6 +96,7 @@ class ExperimentCLI(LightningCLI):
                             help="SWA: recompute BatchNorm statistics of the averaged "
                                  "weights (one pass over the training data per average).")
         self._add_run_arguments(parser)
+        add_tuning_arguments(parser)  # --tune.lr_find, --tune.batch_size_find, --tune.apply
         # The network's input and output sizes come from the data, never typed twice.
         for attribute in ("num_classes", "in_channels", "image_size"):
             parser.link_arguments(f"data.{attribute}", f"model.{attribute}",
@@ -230,6 +232,8 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
         )
+        if not tune(cli):
+            return None  # finders only: values printed, nothing trained
         return fit_and_test(cli)
     except (UserInputError, MisconfigurationException) as error:
         # Library messages may span lines; the user gets exactly one.
