@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from src.sweeps.run_metrics import MONITOR
 
-PRUNED_FILE = "pruned.json"  # written in the trial's default_root_dir when it is stopped
+PRUNED_FILE = "pruned.json"  # written in the trial's run directory when it is stopped
 
 
 def read_history(path: Path) -> dict[str, dict[str, float]]:

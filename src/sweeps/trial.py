@@ -153,7 +153,8 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
         result.status = "failed"
         result.error = _error_line(log_path) if code != 0 else \
             "the run logged no val/acc (no validation set, or no epoch finished)"
-    elif (trial_dir / PRUNED_FILE).is_file():
+    elif pruned_files := sorted(trial_dir.rglob(PRUNED_FILE)):
+        # The pruner writes into the trial's run directory (<trial dir>/version_0/).
         result.status = "pruned"
-        result.pruned = json.loads((trial_dir / PRUNED_FILE).read_text())
+        result.pruned = json.loads(pruned_files[0].read_text())
     return result
