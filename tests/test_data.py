@@ -144,10 +144,16 @@ def test_tensor_loader_batches_and_shards():
     assert not torch.equal(torch.cat([b[1] for b in shards[0]]), seen[0])
 
 
-def test_a_single_image_last_training_batch_is_dropped():
+def test_no_training_batch_of_a_single_image():
+    # Batch norm cannot train on one image: 9 images at batch size 4 are split 3, 3, 3
+    # (not 4, 4, 1), and every image is used.
     images, labels = torch.zeros(9, 1, 2, 2, dtype=torch.uint8), torch.arange(9)
     train = TensorBatchLoader(images, labels, batch_size=4, shuffle=True)
-    assert [len(b[1]) for b in train] == [4, 4]  # not [4, 4, 1]
+    assert [len(b[1]) for b in train] == [3, 3, 3]
+    assert sorted(torch.cat([b[1] for b in train]).tolist()) == list(range(9))
+    # Tiny shards: fewer, larger batches rather than a batch of one (5 images, batch 2).
+    small = TensorBatchLoader(images[:5], labels[:5], batch_size=2, shuffle=True)
+    assert [len(b[1]) for b in small] == [3, 2]
     evaluation = TensorBatchLoader(images, labels, batch_size=4, shuffle=False)
     assert [len(b[1]) for b in evaluation] == [4, 4, 1]  # evaluation sees every image
 

@@ -50,8 +50,12 @@ class _EvaluateAveragedWeights(WeightAveraging):
             self._average_model = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # AveragedModel tests its update counter in Python at every update
+        # (`n_averaged == 0`, `> 0`): kept on the host, that costs no device sync.
+        counter = self._average_model.n_averaged
         if self._device is None:
             self._average_model.to(pl_module.device)
+        self._average_model.n_averaged = counter if counter.device.type == "cpu" else counter.cpu()
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ imbalance of the training images -> stratified validation split of the training 
 optional stratified subset of the rest -> per-channel mean/std of that training subset
 only -> batches by index
 (`TensorBatchLoader`) -> on the device: augmentation (training only), then normalization
-(`on_after_batch_transfer`).
+(`on_after_batch_transfer`). `pipeline="classic"` instead batches a per-image torchvision
+Dataset with DataLoader workers (`src/datamodules/classic.py`), the usual slower path.
 """
 
 import os
@@ -16,8 +17,10 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 
 from src.datamodules.augment import build_augmentations
+from src.datamodules.classic import check_per_image, classic_loader, per_image_transform
 from src.datamodules.sources import (
     ImageSet,
     check_folder_layout,
@@ -37,6 +40,7 @@ from src.datamodules.tensor_loader import TensorBatchLoader
 from src.errors import ConfigError, DataError, check_range, lookup
 
 SOURCES = ("auto", "folder", "torchvision")
+PIPELINES = ("fast", "classic")
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +106,14 @@ class ImageDataModule(L.LightningDataModule):
         device_resident: keep the uint8 images on the training device (no host-to-device
             copy per batch).
         cache_dir: where decoded image folders are cached; default <data_dir>/.cache.
-        drop_last: drop the last incomplete training batch of each epoch.
+        drop_last: training batches of exactly batch_size only (the few images left over
+            are skipped, a different few each epoch); by default each epoch's images are
+            split into nearly equal batches of at most batch_size.
+        pipeline: "fast" (whole split as uint8 tensors, batched by indexing, augmented and
+            normalized on the device) or "classic" (a Dataset transforming one image at
+            a time with torchvision v2 in DataLoader worker processes; the baseline).
+        num_workers: DataLoader worker processes of the classic pipeline (null: as many
+            as CPU cores, at most 8); the fast pipeline uses none.
     """
 
     name: ClassVar[str] = "images"
@@ -133,12 +144,17 @@ class ImageDataModule(L.LightningDataModule):
         device_resident: bool = True,
         cache_dir: str | None = None,
         drop_last: bool = False,
+        pipeline: str = "fast",
+        num_workers: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.data_dir = Path(data_dir or os.environ.get(self.env_var) or f"data/{self.name}")
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / ".cache"
         lookup({name: name for name in SOURCES}, source, "data source")
+        lookup({name: name for name in PIPELINES}, pipeline, "data pipeline")
+        if num_workers is not None:
+            check_range("num_workers", num_workers, 0)
         check_range("batch_size", batch_size, 1)
         check_range("eval_batch_size", eval_batch_size, 1)
         if val_fraction is not None:
@@ -169,10 +185,14 @@ class ImageDataModule(L.LightningDataModule):
         # The classes used, in label order (the selection, else every source class).
         self.classes: list[str] = list(classes) if classes is not None else self.source_classes
         self.augmentations = build_augmentations(augment, self.num_classes)
+        if pipeline == "classic":
+            check_per_image(self.augmentations)
         self._loaded: dict[str, ImageSet] = {}
         self.mean: torch.Tensor | None = None  # [C], in [0, 1] units, training split only
         self.std: torch.Tensor | None = None
         self.split_indices: dict[str, torch.Tensor] = {}
+        # Normalization constants on the batches' device, copied there once.
+        self._normalization: dict[tuple[torch.device, bool], tuple[torch.Tensor, ...]] = {}
 
     # -- shape of the data, known before setup (the CLI links these into the model) --
 
@@ -259,8 +279,11 @@ class ImageDataModule(L.LightningDataModule):
 
     # -- batches --
 
-    def _loader(self, image_set: ImageSet, batch_size: int, train: bool) -> TensorBatchLoader:
+    def _loader(self, image_set: ImageSet, batch_size: int,
+                train: bool) -> TensorBatchLoader | DataLoader:
         trainer = self.trainer
+        if self.hparams.pipeline == "classic":
+            return self._classic_loader(image_set, batch_size, train)
         device = torch.device("cpu")
         if trainer is not None and self.hparams.device_resident:
             device = trainer.strategy.root_device
@@ -272,6 +295,18 @@ class ImageDataModule(L.LightningDataModule):
             world_size=trainer.world_size if trainer else 1,
             epoch_fn=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
         )
+
+    def _classic_loader(self, image_set: ImageSet, batch_size: int, train: bool) -> DataLoader:
+        trainer = self.trainer
+        augmentations = self.augmentations if train else build_augmentations([], self.num_classes)
+        transform = per_image_transform(augmentations, self.image_size, self.mean, self.std)
+        workers = self.hparams.num_workers
+        if workers is None:
+            workers = min(8, os.cpu_count() or 1)
+        return classic_loader(
+            image_set.images, image_set.labels, transform, batch_size, train, workers,
+            drop_last=self.hparams.drop_last, world_size=trainer.world_size if trainer else 1,
+            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda")
 
     def train_dataloader(self) -> TensorBatchLoader:
         return self._loader(self.train_set, self.hparams.batch_size, train=True)
@@ -290,15 +325,18 @@ class ImageDataModule(L.LightningDataModule):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (0..255) or float (0..1) [B, C, H, W] -> float32, standardized with the
         training-split statistics."""
-        if images.is_floating_point():  # augmented in float: 0..1 units
-            mean = self.mean.to(images.device)[None, :, None, None]
-            std = self.std.to(images.device)[None, :, None, None]
-            return (images.float() - mean) / std
-        mean = (self.mean * 255).to(images.device)[None, :, None, None]
-        std = (self.std * 255).to(images.device)[None, :, None, None]
+        in_float = images.is_floating_point()  # augmented in float: 0..1 units
+        key = (images.device, in_float)
+        if key not in self._normalization:  # a copy to the device once, not every batch
+            scale = 1.0 if in_float else 255.0
+            self._normalization[key] = tuple((stat * scale).to(images.device)[None, :, None, None]
+                                             for stat in (self.mean, self.std))
+        mean, std = self._normalization[key]
         return (images.float() - mean) / std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.hparams.pipeline == "classic":
+            return batch  # augmented and normalized per image in the DataLoader workers
         images, targets = batch
         if self.trainer is not None and self.trainer.training:
             # targets: labels [B] int, or soft [B, num_classes] after mixup/cutmix/mosaic

@@ -1,9 +1,10 @@
 """Batches built by indexing in-memory tensors: no Dataset, no per-sample Python.
 
 Each epoch draws a permutation from (seed, epoch), identical on every DDP rank, and each
-rank takes its own disjoint shard of it, so no image repeats within an epoch across
-ranks. Evaluation shards are contiguous and unpadded, so metrics synced across ranks
-count every image exactly once.
+rank takes its own disjoint shard of it: together the shards hold every image exactly
+once. Every rank splits its shard into the same number of nearly equal training batches
+(DDP hangs when one rank runs a step fewer than the others). Evaluation shards are
+contiguous and unpadded, so metrics synced across ranks count every image exactly once.
 
 The loader is stateful in Lightning's sense (`state_dict` / `load_state_dict`): Lightning
 saves how many batches of the current epoch were handed out in every checkpoint, and a
@@ -52,22 +53,36 @@ class TensorBatchLoader:
             epoch = self.epoch_fn() if epoch is None else epoch
             generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=generator)
-            # Equal shard sizes keep DDP ranks in step; at most world_size-1 images of
-            # a shuffled epoch are left out, a different few each epoch.
-            per_rank = n // self.world_size
-            return order[self.rank * per_rank:(self.rank + 1) * per_rank]
+            # Shard sizes differ by at most one image; the batch count evens them out.
+            return order[n * self.rank // self.world_size:n * (self.rank + 1) // self.world_size]
         bounds = [n * r // self.world_size for r in range(self.world_size + 1)]
         return torch.arange(bounds[self.rank], bounds[self.rank + 1])
 
     def __len__(self) -> int:
         if not self.shuffle:
             return -(-self._eval_shard_size() // self.batch_size)
-        n = len(self.labels) // self.world_size
-        # A final training batch of one image is always dropped: batch norm cannot
-        # normalize a single sample, and shuffling makes it a different image each epoch.
-        if self.drop_last or n % self.batch_size == 1:
-            return n // self.batch_size
-        return -(-n // self.batch_size)
+        smallest_shard = len(self.labels) // self.world_size
+        if self.drop_last:  # full batches only, the same count on every rank
+            return smallest_shard // self.batch_size
+        largest_shard = -(-len(self.labels) // self.world_size)
+        batches = -(-largest_shard // self.batch_size)
+        # Batch norm cannot train on a batch of one image: with tiny shards, fewer (larger)
+        # batches keep at least two images in each.
+        if self.batch_size > 1 and smallest_shard < 2 * batches:
+            batches = max(1, smallest_shard // 2)
+        return batches
+
+    def split_batches(self, indices: torch.Tensor) -> list[torch.Tensor]:
+        """This rank's shard -> its len(self) batches of indices.
+
+        Training: nearly equal sizes (differing by at most one), so every image of the
+        shard is used and no final batch is tiny (drop_last: exactly batch_size each).
+        Evaluation: batch_size each, the last one smaller.
+        """
+        if self.shuffle and not self.drop_last and len(self) > 0:
+            return list(torch.tensor_split(indices, len(self)))
+        return [indices[start:start + self.batch_size]
+                for start in range(0, len(self) * self.batch_size, self.batch_size)]
 
     def _eval_shard_size(self) -> int:
         n = len(self.labels)
@@ -82,9 +97,10 @@ class TensorBatchLoader:
             # A checkpoint saved after its epoch ended says nothing about the next one.
             start = saved_batches if saved_epoch == epoch else 0
         self._epoch, self._batches_yielded = epoch, start
-        indices = self.shard_indices(epoch).to(self.images.device)
+        # One host-to-device copy of the epoch's indices; batches are views of it.
+        batches = self.split_batches(self.shard_indices(epoch).to(self.images.device))
         for batch_number in range(start, len(self)):
-            batch = indices[batch_number * self.batch_size:(batch_number + 1) * self.batch_size]
+            batch = batches[batch_number]
             # Counted before the yield: when the trainer holds batch k, k + 1 were handed out.
             self._batches_yielded = batch_number + 1
             yield self.images[batch], self.labels[batch]
