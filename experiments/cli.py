@@ -162,6 +162,7 @@ class ExperimentCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, ModuleNotFoundError) as error:
             # Trainer(...) rejects devices, strategies and plugins it cannot use here.
+            self.run.discard_if_unused()
             raise ConfigError(f"--trainer settings cannot run here: {error}") from None
         # Last of all: the best-by-val/acc checkpoint stays `trainer.checkpoint_callback`,
         # and at each epoch end last.ckpt includes the state of every other callback.
@@ -190,7 +191,11 @@ def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
     resume_from = cli.run.resume_from
     if resume_from is not None:  # one clear line for a damaged or foreign file
         check_checkpoint_fits(read_checkpoint(resume_from), model, resume_from)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except UserInputError:
+        cli.run.discard_if_unused()  # e.g. a corrupt image: leave no empty run folder behind
+        raise
     stopped_by = cli.last_checkpoint.requested
     if stopped_by:  # the signal came at an epoch end: training stopped there
         raise StopRequested(stopped_by, f"{stopped_by} received: stopped after epoch "

@@ -56,6 +56,26 @@ class RunDirectory:
     checkpoint_dir: Path
     resume_from: Path | None  # the checkpoint to continue from, if any
     wandb_id: str | None
+    # Folders this command created, deepest first (the run directory, missing parents).
+    created: tuple[Path, ...] = ()
+
+    def discard_if_unused(self) -> None:
+        """Remove what preparing a new run created, when it failed before writing more.
+
+        A bad input found only when the data are read (a corrupt image, a missing folder)
+        must leave no run folder behind. Only empty folders are removed (rmdir), so
+        nothing a run wrote is ever deleted here.
+        """
+        if not self.created or self.created[0] != self.path:
+            return  # an existing run directory: leave it as it was
+        id_file = self.path / WANDB_ID_FILE
+        if id_file.is_file():
+            id_file.unlink()
+        for directory in self.created:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or gone): stop, keep everything above it
+                return
 
 
 def _versions(root: Path) -> list[int]:
@@ -138,7 +158,11 @@ def prepare_run_dir(run_dir: str | None, default_root: str, resume: bool, overwr
     """
     if resume and overwrite:
         raise ConfigError("give at most one of --resume true and --overwrite true")
+    target = Path(run_dir or default_root).expanduser().absolute()
+    missing = [p for p in [target, *target.parents] if not p.exists()]  # deepest first
     path = _choose_path(run_dir, default_root, resume)
+    new_path = run_dir is None and path.parent == target and path not in missing
+    created = tuple(([path] if new_path and not resume else []) + missing)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run_dir")
     if rank_zero_only.rank == 0:
@@ -158,7 +182,7 @@ def prepare_run_dir(run_dir: str | None, default_root: str, resume: bool, overwr
         rank_zero_info(f"Resuming {path} from {last}" if resume_from else
                        f"--resume: no checkpoint in {checkpoints} yet; starting the run in {path}")
     return RunDirectory(path=path, checkpoint_dir=checkpoints, resume_from=resume_from,
-                        wandb_id=_wandb_id(path, wandb_enabled))
+                        wandb_id=_wandb_id(path, wandb_enabled), created=created)
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -308,9 +308,9 @@ def test_checkpoint_loads_when_it_fits(mlp_checkpoint):
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    ({"arch": "resnet18", "resnet_widths": [8, 8, 8, 8]}, "arch='mlp' there, 'resnet18' here"),
-    ({"num_classes": 7}, "num_classes=4 there, 7 here"),
-    ({"hidden_widths": [16]}, "hidden_widths=[8] there, [16] here"),
+    ({"arch": "resnet18", "resnet_widths": [8, 8, 8, 8]}, "net.stem.0.weight is missing there"),
+    ({"num_classes": 7}, "net.head.weight is (4, 8) there, (7, 8) here"),
+    ({"hidden_widths": [16]}, "net.features.1.weight is (8, 3072) there, (16, 3072) here"),
 ])
 def test_checkpoint_of_another_network(mlp_checkpoint, overrides, expected):
     with pytest.raises(CheckpointError) as error:
@@ -329,7 +329,7 @@ def test_trainer_refuses_checkpoint_of_another_architecture(mlp_checkpoint, imag
     datamodule = CIFAR10DataModule(data_dir=str(image_folder), eval_batch_size=64)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(CheckpointError) as error:
         trainer.test(model, datamodule=datamodule, ckpt_path=str(mlp_checkpoint))
     message = assert_one_line(error.value)
     assert "arch='mlp' there, 'resnet18' here" in message

@@ -141,13 +141,14 @@ class ActivationStats(L.Callback):
             logger.log_metrics(metrics, step=rows[0]["step"])
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(trainer)
+        # trainer.log_dir is a broadcast under DDP: every rank asks, rank 0 writes.
+        self.write(trainer.log_dir)
 
     @rank_zero_only
-    def write(self, trainer: L.Trainer) -> None:
-        if not self.records or trainer.log_dir is None:
+    def write(self, log_dir: str | None) -> None:
+        if not self.records or log_dir is None:
             return
-        out_dir = Path(trainer.log_dir)
+        out_dir = Path(log_dir)
         os.makedirs(out_dir, exist_ok=True)
         with open(out_dir / "activation_stats.csv", "w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)

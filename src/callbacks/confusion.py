@@ -53,13 +53,14 @@ class TestConfusionMatrix(L.Callback):
         self._hook = None
         confusion = self.confusion.compute()  # synced across processes
         class_accuracy = self.class_accuracy.compute()
-        if not trainer.is_global_zero or trainer.log_dir is None:
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
+        if not trainer.is_global_zero or log_dir is None:
             return
         datamodule = trainer.datamodule
         classes = list(getattr(datamodule, "classes", None) or
                        [str(k) for k in range(len(confusion))])
         accuracy = confusion.diag().sum() / confusion.sum().clamp_min(1)
-        write_class_report(confusion, class_accuracy, classes, trainer.log_dir, "test",
+        write_class_report(confusion, class_accuracy, classes, log_dir, "test",
                            f"test accuracy {100 * float(accuracy):.2f}%")
-        rank_zero_info(f"Confusion matrix and per-class accuracy: {trainer.log_dir}/"
+        rank_zero_info(f"Confusion matrix and per-class accuracy: {log_dir}/"
                        f"test_confusion.png, test_confusion.csv, test_per_class.csv")

@@ -45,18 +45,21 @@ class LearningCurves(L.Callback):
             self._record(trainer, "train/")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(trainer)
+        # trainer.log_dir is a broadcast under DDP: every rank asks, rank 0 writes.
+        self.write(trainer.log_dir)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
-        self.write(trainer)
+        # No broadcast here: after an exception the other ranks may be gone.
+        if trainer.world_size == 1:
+            self.write(trainer.log_dir)
 
     @rank_zero_only
-    def write(self, trainer: L.Trainer) -> None:
-        if not self.enabled or not self.history or trainer.log_dir is None:
+    def write(self, log_dir: str | None) -> None:
+        if not self.enabled or not self.history or log_dir is None:
             return
         rows = [self.history[epoch] for epoch in sorted(self.history)]
-        out_dir = Path(trainer.log_dir)
+        out_dir = Path(log_dir)
         os.makedirs(out_dir, exist_ok=True)
         with open(out_dir / "learning_curves.csv", "w", newline="") as file:
             writer = csv.writer(file)
