@@ -84,7 +84,7 @@ def train_with_wandb(image_folder, out_dir, env):
 
 
 def assert_local_records(out_dir):
-    offline_runs = list((out_dir / "wandb").glob("offline-run-*"))
+    offline_runs = list((out_dir / "version_0" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     assert list(offline_runs[0].glob("run-*.wandb"))  # the run's data, for `wandb sync`
     with open(out_dir / "version_0" / "metrics.csv") as file:
