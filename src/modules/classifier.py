@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -128,8 +129,11 @@ class ImageClassifier(L.LightningModule):
         plateau_factor: LR factor of each reduction (reduce_on_plateau).
         plateau_patience: validations without improvement before a reduction
             (reduce_on_plateau).
-        channels_last: keep the network's weights and its input batches in channels_last
-            memory format (faster convolutions on GPU tensor cores, notably with bf16).
+        channels_last: on CUDA devices, keep the network's weights and its input batches
+            in channels_last memory format (faster convolutions on tensor cores, notably
+            with bf16). Ignored, with a warning, on other devices: on the CPU (torch
+            2.14, oneDNN) channels_last convolution backward gave wrong weight gradients
+            now and then, and hung.
         compile: compile the network with torch.compile (`nn.Module.compile`, so the
             checkpoint keys stay the same); the first steps take longer while it compiles.
     """
@@ -214,8 +218,7 @@ class ImageClassifier(L.LightningModule):
             resnet_widths=resnet_widths, timm_model=timm_model, pretrained=pretrained,
             pretrained_path=pretrained_path,
         )
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.uses_channels_last = False  # set once the network is on a CUDA device
         if compile:
             self.net.compile()
         # validate_args=False: torchmetrics' input checks may count distinct labels
@@ -262,7 +265,7 @@ class ImageClassifier(L.LightningModule):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
+        if self.uses_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # no copy if it already is
         return self.net(x)  # [B, C, H, W] float -> logits [B, num_classes]
 
@@ -270,7 +273,22 @@ class ImageClassifier(L.LightningModule):
         """The training objective; targets: class indices [B] or probabilities [B, K]."""
         return self.criterion(logits, targets)
 
+    def use_memory_format(self, device: torch.device) -> None:
+        """Switch the network to channels_last if asked and `device` is a CUDA device."""
+        if not self.hparams.channels_last or self.uses_channels_last:
+            return
+        if device.type != "cuda":
+            rank_zero_warn(f"channels_last is used on CUDA devices only; training on "
+                           f"{device.type} keeps the default memory format")
+            return
+        self.net.to(memory_format=torch.channels_last)  # the same Parameter objects
+        self.uses_channels_last = True
+
+    def on_test_start(self) -> None:
+        self.use_memory_format(self.device)
+
     def on_fit_start(self) -> None:
+        self.use_memory_format(self.device)  # on its device now, before the first step
         if wants_auto_class_weights(self.hparams.class_weights):
             datamodule = self.trainer.datamodule
             train_set = getattr(datamodule, "train_set", None)

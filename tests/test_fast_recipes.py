@@ -1,0 +1,22 @@
+"""The fast ResNet18 recipes run end to end on the tiny image folder.
+
+Not fast_dev_run (a single step): the fast94 warm-up needs a few epochs of steps; 4 epochs
+of 1 step run the whole schedule, the EMA and the final test instead."""
+
+import pytest
+
+from experiments import cifar_resnet18
+from experiments.cli import CONFIG_DIR
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.mark.parametrize("recipe", ["cifar_resnet18_fast94.yaml", "cifar_resnet18_5min.yaml"])
+def test_fast_recipe_runs_end_to_end(recipe, image_folder, tmp_path):
+    results = cifar_resnet18.main([
+        "--config", str(CONFIG_DIR / recipe), "--data.data_dir", str(image_folder),
+        "--data.batch_size", "16", "--model.resnet_widths", "[4,8,8,8]",
+        "--trainer.max_epochs", "4", "--trainer.limit_train_batches", "1",
+        "--trainer.default_root_dir", str(tmp_path), *QUIET,
+    ])
+    assert 0.0 <= results["test/acc"] <= 1.0
