@@ -1,6 +1,6 @@
 """Hyperparameter sweeps: grid, random, or coarse grid then fine random search.
 
-    python -m experiments.sweep experiments/sweeps/mlp_lr_wd_grid.yaml
+    python -m experiments.sweep experiments/sweeps/mlp_lr_norm_grid.yaml
     python -m experiments.sweep experiments/sweeps/mlp_random.yaml --max-trials 10 \\
         -- --data.subset_per_class 200 --trainer.max_epochs 2
     python -m experiments.sweep --method coarse_to_fine --base cifar_mlp   # ready-made LR x WD
