@@ -39,7 +39,9 @@ class FiniteGuard(L.Callback):
         # checkpoint of this step is written. One scalar read per step; under DDP all ranks
         # agree, so none is left waiting for the others in the next all-reduce.
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:
+        # Read on logging steps only: a read per step would stall the GPU every step.
+        # Non-finite weights are still never checkpointed (on_save_checkpoint).
+        if loss is None or (trainer.global_step % max(1, trainer.log_every_n_steps) != 0):
             return
         finite = bool(torch.isfinite(loss.detach()).all())
         if not trainer.strategy.reduce_boolean_decision(finite, all=True):
