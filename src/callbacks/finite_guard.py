@@ -1,7 +1,7 @@
 """FiniteGuard: stop a diverged run at once and never checkpoint a broken model.
 
-A NaN or infinite training loss stops training with one line naming the step, epoch and
-learning rate. Checkpoints whose weights are no longer finite are refused, so `last.ckpt`
+A NaN or infinite training loss, read on logging steps (`log_every_n_steps`), stops
+training with one line naming the step, epoch and learning rate. Checkpoints whose weights are no longer finite are refused, so `last.ckpt`
 keeps the last good state (a finite loss can still come with an update that overflowed
 the weights; the next loss would show it, but a checkpoint may be due in between).
 """
@@ -36,11 +36,11 @@ class FiniteGuard(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         # Lightning runs checkpoint callbacks after all others, so this fires before any
-        # checkpoint of this step is written. One scalar read per step; under DDP all ranks
-        # agree, so none is left waiting for the others in the next all-reduce.
+        # checkpoint of this step is written. The loss is read on logging steps only (a read
+        # per step would stall the GPU every step); non-finite weights are still never
+        # checkpointed (on_save_checkpoint). Under DDP all ranks agree on the decision, so
+        # none is left waiting for the others in the next all-reduce.
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        # Read on logging steps only: a read per step would stall the GPU every step.
-        # Non-finite weights are still never checkpointed (on_save_checkpoint).
         if loss is None or (trainer.global_step % max(1, trainer.log_every_n_steps) != 0):
             return
         finite = bool(torch.isfinite(loss.detach()).all())
