@@ -234,39 +234,29 @@ def test_resume_from_a_truncated_checkpoint_fails_in_one_line(image_folder, refe
     assert f"{last} is not a readable checkpoint" in report(capsys.readouterr().err)
 
 
-def test_nan_loss_stops_in_one_line_and_keeps_the_last_good_checkpoint(
-        image_folder, tmp_path, capsys, deterministic_mode):
-    # The loss is read on logging steps; with one log per step it is caught at the step
-    # it first turns NaN.
-    run_dir = tmp_path / "run"
-    args = run_args(image_folder, run_dir, "--model.optimizer", "sgd", "--model.lr", "1e8",
-                    "--model.scheduler", "constant", "--save_every_n_steps", "1",
-                    "--trainer.log_every_n_steps", "1")
-    assert exit_code(args) == 1
-    error = report(capsys.readouterr().err)
-    match = re.fullmatch(r"error: training loss is nan at step (\d+), epoch 0, learning rate "
-                         r"1e\+08; training stopped \(last good checkpoint: (\S+)\)\. Try a "
-                         r"lower learning rate\.", error)
-    assert match, error
-    saved = last_checkpoint(run_dir)
-    assert match.group(2) == str(run_dir / "checkpoints" / "last.ckpt")
-    assert saved["global_step"] == int(match.group(1)) - 1
-    assert all(torch.isfinite(tensor).all() for tensor in saved["state_dict"].values())
+NAN_LOSS = (r"error: training loss is nan at step (\d+), epoch 0, learning rate 1e\+08; "
+            r"training stopped \(last good checkpoint: (\S+)\)\. Try a lower learning rate\.")
+NON_FINITE_WEIGHTS = (r"error: weights became non-finite \(\S+\) at step (\d+), epoch 0, "
+                      r"learning rate 1e\+08; training stopped without saving them \(last good "
+                      r"checkpoint: (\S+)\)\. Try a lower learning rate\.")
 
 
-def test_non_finite_weights_are_never_checkpointed_between_logging_steps(
-        image_folder, tmp_path, capsys, deterministic_mode):
-    # Logging every 50 steps leaves the loss unread when the weights overflow; the checkpoint
+@pytest.mark.parametrize("log_every_n_steps, expected", [
+    # The loss is read on logging steps: logging every step catches it at the first NaN.
+    (1, NAN_LOSS),
+    # Logging every 50 steps leaves the loss unread when the weights overflow: the checkpoint
     # due at that step must refuse them and keep the previous one.
+    (50, NON_FINITE_WEIGHTS),
+])
+def test_divergence_stops_in_one_line_and_keeps_the_last_good_checkpoint(
+        image_folder, tmp_path, capsys, deterministic_mode, log_every_n_steps, expected):
     run_dir = tmp_path / "run"
     args = run_args(image_folder, run_dir, "--model.optimizer", "sgd", "--model.lr", "1e8",
                     "--model.scheduler", "constant", "--save_every_n_steps", "1",
-                    "--trainer.log_every_n_steps", "50")
+                    "--trainer.log_every_n_steps", str(log_every_n_steps))
     assert exit_code(args) == 1
     error = report(capsys.readouterr().err)
-    match = re.fullmatch(r"error: weights became non-finite \(\S+\) at step (\d+), epoch 0, "
-                         r"learning rate 1e\+08; training stopped without saving them \(last "
-                         r"good checkpoint: (\S+)\)\. Try a lower learning rate\.", error)
+    match = re.fullmatch(expected, error)
     assert match, error
     saved = last_checkpoint(run_dir)
     assert match.group(2) == str(run_dir / "checkpoints" / "last.ckpt")
