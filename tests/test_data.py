@@ -1,5 +1,6 @@
 """Datamodules: loading, caching, stratified splits, statistics, batching, augmentation."""
 
+import lightning
 import pytest
 import torch
 
@@ -164,6 +165,7 @@ def test_only_training_batches_are_augmented(image_folder):
 
     class FakeTrainer:
         training = True
+        precision_plugin = lightning.pytorch.plugins.precision.Precision()  # 32-true
 
     dm.trainer = FakeTrainer()
     augmented, _ = dm.on_after_batch_transfer((images, labels), 0)

@@ -58,6 +58,12 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor
     return (mean / 255).float(), (std / 255).float()
 
 
+def describe_shape(images: torch.Tensor) -> str:
+    """'32x32 with 3 channel(s)' for uint8 images [N, C, H, W]."""
+    _, channels, height, width = images.shape
+    return f"{width}x{height} with {channels} channel(s)"
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base class; subclasses name the data set and its torchvision class.
 
@@ -222,9 +228,10 @@ class ImageDataModule(L.LightningDataModule):
         return self._loaded[split]
 
     def prepare_data(self) -> None:
-        # Runs on one process per node: downloads, decodes and writes the cache once.
-        self._load_split("train")
-        self._load_split("test")
+        # Runs on one process per node: downloads, decodes and writes the cache once. It
+        # also builds the splits, so a data problem stops the run before Lightning's setup
+        # creates the log folder; the other processes build them in `setup`.
+        self.setup()
 
     def setup(self, stage: str | None = None) -> None:
         if self.mean is not None:
@@ -234,6 +241,10 @@ class ImageDataModule(L.LightningDataModule):
         self.source_classes = train.classes
         if test.classes != train.classes:
             raise DataError(f"train and test classes differ in {self.data_dir}")
+        if test.images.shape[1:] != train.images.shape[1:]:
+            raise DataError(f"test images in {self.data_dir} are {describe_shape(test.images)} "
+                            f"but training images are {describe_shape(train.images)}; both "
+                            f"splits must share image size and mode")
         # Every index below points into the full original training set.
         pool_idx, pool_labels = torch.arange(len(train.labels)), train.labels
         if hp.classes is not None:
@@ -330,7 +341,12 @@ class ImageDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             # targets: labels [B] int, or soft [B, num_classes] after mixup/cutmix/mosaic
             images, targets = self.augmentations(images, targets)
-        return self.normalize(images), targets
+        images = self.normalize(images)
+        if self.trainer is not None:
+            # Lightning casts float inputs for "16-true"/"bf16-true" before this hook, when
+            # ours were still uint8: cast the normalized images the same way.
+            images = self.trainer.precision_plugin.convert_input(images)
+        return images, targets
 
     # -- provenance: saved in checkpoints and with each run --
 

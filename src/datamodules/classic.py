@@ -2,7 +2,7 @@
 image at a time with torchvision.transforms.v2, batched by a DataLoader with worker
 processes, as most CIFAR code bases do.
 
-It is the baseline of `python -m experiments.benchmark` and the path for users who
+It is the classic baseline to compare the fast path against, and the path for users who
 want their own per-image transforms. The default fast path (`TensorBatchLoader`, batch
 augmentations and normalization on the device) is much faster on a GPU.
 

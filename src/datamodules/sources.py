@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from src.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the checksum covers the labels too
 
 
 @dataclass
@@ -82,6 +82,9 @@ def decode_image(path: str) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"cannot decode image {path}: {error}; replace or delete the file"
                         ) from None
+    if array.dtype != np.uint8:
+        raise DataError(f"image {path} has {array.dtype} pixels (PIL mode {image.mode}); the "
+                        f"data sets here are 8-bit: convert it to 8-bit RGB or grayscale")
     return array if array.ndim == 3 else array[:, :, None]  # [H, W, C]
 
 
@@ -92,8 +95,10 @@ def _fingerprint(files: list[tuple[str, int, int]]) -> str:
     return digest.hexdigest()
 
 
-def _pixel_checksum(images: torch.Tensor) -> str:
-    return hashlib.blake2b(images.contiguous().numpy().data, digest_size=16).hexdigest()
+def _checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
+    digest = hashlib.blake2b(images.contiguous().numpy().data, digest_size=16)
+    digest.update(labels.contiguous().numpy().data)
+    return digest.hexdigest()
 
 
 def decode_folder(split_dir: Path, classes: list[str]) -> ImageSet:
@@ -127,7 +132,7 @@ def load_folder_split(root: Path, split: str, classes: list[str],
     fingerprint = _fingerprint(files)
     cache_file = cache_dir / f"{split}-uint8.pt" if cache_dir else None
     if cache_file is not None and cache_file.exists():
-        cached = _read_cache(cache_file, fingerprint, len(files))
+        cached = _read_cache(cache_file, fingerprint, len(files), classes)
         if cached is not None:
             return cached
     image_set = decode_folder(split_dir, classes)
@@ -136,15 +141,23 @@ def load_folder_split(root: Path, split: str, classes: list[str],
     return image_set
 
 
-def _read_cache(cache_file: Path, fingerprint: str, count: int) -> ImageSet | None:
-    """Return the cached split, or None (with a warning) if it is stale or corrupt."""
+def _read_cache(cache_file: Path, fingerprint: str, count: int,
+                classes: list[str]) -> ImageSet | None:
+    """Return the cached split, or None (with a warning) if it is stale or corrupt.
+
+    Stale: the image files changed (names, sizes or modification times: the fingerprint).
+    Corrupt: unreadable, or the tensors disagree with their recorded shape, count or
+    checksum.
+    """
     try:
         cached = torch.load(cache_file, map_location="cpu", weights_only=True)
         images, labels = cached["images"], cached["labels"]
         valid = (cached["format"] == CACHE_FORMAT and cached["fingerprint"] == fingerprint
+                 and list(cached["classes"]) == classes
                  and images.dtype == torch.uint8 and images.ndim == 4
+                 and labels.dtype == torch.int64 and labels.ndim == 1
                  and len(images) == count == len(labels)
-                 and cached["checksum"] == _pixel_checksum(images))
+                 and cached["checksum"] == _checksum(images, labels))
     except Exception as error:  # any unreadable cache is simply rebuilt
         warnings.warn(f"decoded-data cache {cache_file} is unreadable ({error}); rebuilding it",
                       stacklevel=2)
@@ -160,7 +173,7 @@ def _write_cache(cache_file: Path, image_set: ImageSet, fingerprint: str) -> Non
     payload = {
         "format": CACHE_FORMAT,
         "fingerprint": fingerprint,
-        "checksum": _pixel_checksum(image_set.images),
+        "checksum": _checksum(image_set.images, image_set.labels),
         "images": image_set.images,
         "labels": image_set.labels,
         "classes": image_set.classes,
@@ -179,9 +192,12 @@ def _write_cache(cache_file: Path, image_set: ImageSet, fingerprint: str) -> Non
 def load_torchvision_split(dataset_class: type, root: Path, train: bool, download: bool,
                            display_name: str, env_var: str) -> ImageSet:
     """Load a torchvision data set split (downloading it when asked) as uint8 tensors."""
+    existed = root.exists()
     try:
         dataset = dataset_class(root=str(root), train=train, download=download)
     except (RuntimeError, OSError) as error:  # not found / URLError / socket errors
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # a failed download leaves no empty folder behind
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         how = "the download failed" if download else "downloading is off (--data.download false)"
         raise DataError(

@@ -5,11 +5,19 @@ rank takes its own disjoint shard of it: together the shards hold every image ex
 once. Every rank splits its shard into the same number of nearly equal training batches
 (DDP hangs when one rank runs a step fewer than the others). Evaluation shards are
 contiguous and unpadded, so metrics synced across ranks count every image exactly once.
+
+The loader is stateful in Lightning's sense (`state_dict` / `load_state_dict`): Lightning
+saves how many batches of the current epoch were handed out in every checkpoint, and a
+run resumed from a mid-epoch checkpoint skips exactly those batches of the same
+permutation instead of starting the epoch over.
 """
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
+
+from src.errors import ConfigError
 
 
 class TensorBatchLoader:
@@ -32,12 +40,18 @@ class TensorBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch_fn = epoch_fn
+        # Progress through the epoch being iterated, as saved in checkpoints.
+        self._epoch = -1
+        self._batches_yielded = 0
+        # (epoch, batches) from a checkpoint, consumed by the next iteration of that epoch.
+        self._resume_at: tuple[int, int] | None = None
 
-    def shard_indices(self) -> torch.Tensor:
-        """The indices this rank visits this epoch, in order."""
+    def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The indices this rank visits in `epoch` (default: the current one), in order."""
         n = len(self.labels)
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
+            epoch = self.epoch_fn() if epoch is None else epoch
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=generator)
             # Shard sizes differ by at most one image; the batch count evens them out.
             return order[n * self.rank // self.world_size:n * (self.rank + 1) // self.world_size]
@@ -75,8 +89,30 @@ class TensorBatchLoader:
         return n * (self.rank + 1) // self.world_size - n * self.rank // self.world_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.epoch_fn()
+        start = 0
+        if self._resume_at is not None:
+            saved_epoch, saved_batches = self._resume_at
+            self._resume_at = None
+            # A checkpoint saved after its epoch ended says nothing about the next one.
+            start = saved_batches if saved_epoch == epoch else 0
+        self._epoch, self._batches_yielded = epoch, start
         # One host-to-device copy of the epoch's indices; batches are views of it.
-        batches = self.split_batches(self.shard_indices().to(self.images.device))
-        for batch_number in range(len(self)):
+        batches = self.split_batches(self.shard_indices(epoch).to(self.images.device))
+        for batch_number in range(start, len(self)):
             batch = batches[batch_number]
+            # Counted before the yield: when the trainer holds batch k, k + 1 were handed out.
+            self._batches_yielded = batch_number + 1
             yield self.images[batch], self.labels[batch]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self._epoch, "batches_yielded": self._batches_yielded,
+                "batches_per_epoch": len(self)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict["batches_per_epoch"] != len(self):
+            raise ConfigError(
+                f"the checkpoint was saved with {state_dict['batches_per_epoch']} training "
+                f"batches per epoch, this run has {len(self)}; resume with the same data and "
+                f"batch size")
+        self._resume_at = (state_dict["epoch"], state_dict["batches_yielded"])

@@ -6,6 +6,7 @@ same network. Inputs arrive already normalized float tensors [B, C, H, W]; the
 datamodule does augmentation and normalization on the device (`on_after_batch_transfer`).
 """
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -16,6 +17,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from src.callbacks.freeze_backbone import FreezeBackbone
+from src.checkpoint_io import CheckpointError, check_checkpoint_fits, read_checkpoint
 from src.errors import ConfigError, check_range
 from src.modules.losses import (
     build_loss,
@@ -302,6 +304,9 @@ class ImageClassifier(L.LightningModule):
             checkpoint["loss_class_weights"] = self.criterion.class_weights.cpu()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Runs before the weights are copied in: a checkpoint of another architecture or
+        # number of classes fails with one line instead of a long size-mismatch error.
+        check_checkpoint_fits(checkpoint, self)
         if "loss_class_weights" in checkpoint:
             self.criterion.set_class_weights(checkpoint["loss_class_weights"])
 
@@ -346,3 +351,18 @@ class ImageClassifier(L.LightningModule):
         if not schedules:
             return optimizer
         return [optimizer], lightning_scheduler_configs(schedules)
+
+
+def load_classifier(path: str | Path, **overrides: Any) -> ImageClassifier:
+    """Load an ImageClassifier from a checkpoint onto the CPU, with one-line errors.
+
+    The file is read with `weights_only=True` (nothing in it is executed). A missing file,
+    a file that is not a checkpoint, or a checkpoint of another network (`overrides` such
+    as `num_classes=100` change what is expected) raises ConfigError naming the problem.
+    """
+    read_checkpoint(path)
+    try:
+        return ImageClassifier.load_from_checkpoint(path, map_location="cpu",
+                                                    weights_only=True, **overrides)
+    except CheckpointError as error:
+        raise CheckpointError(str(error).replace("the checkpoint", str(path), 1)) from None

@@ -1,0 +1,160 @@
+"""Run one training run (a sweep trial, a seed) through an entry point, and read its results.
+
+A trial is `python -m <module> <flags...> --trainer.default_root_dir <trial dir>`:
+- isolation "subprocess" (default): a fresh Python process per trial, so nothing (memory,
+  global state, a crash) leaks from one trial into the next;
+- isolation "inprocess": `<module>.main(flags)` in this process; no start-up cost per
+  trial (a few seconds for torch and Lightning), for small runs and tests.
+Either way the output goes to `<trial dir>/output.log` and the results are read from the
+CSV log the run wrote under its folder.
+"""
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from src.errors import ConfigError, lookup
+from src.sweeps.pruning import PRUNED_FILE
+from src.sweeps.run_metrics import RunMetrics, find_metrics_file, read_metrics
+
+ISOLATIONS = ("subprocess", "inprocess")
+INTERRUPTED = 130  # the entry points' exit status after Ctrl-C
+INPUT_ERROR = 2  # the entry points' exit status when the run cannot start as configured
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
+@dataclass
+class TrialResult:
+    name: str  # e.g. trial_003 or seed_1: also its folder name
+    params: dict[str, Any]
+    status: str  # "done", "pruned" or "failed"
+    seconds: float
+    run_dir: Path
+    metrics: RunMetrics | None = None
+    pruned: dict[str, Any] = field(default_factory=dict)  # epoch, val_acc, median
+    error: str = ""
+    phase: str = ""  # sweeps: grid, random, coarse or fine
+    exit_code: int = 0
+
+    @property
+    def best_val_acc(self) -> float | None:
+        return self.metrics.best_val_acc if self.metrics else None
+
+
+def format_flag_value(value: Any) -> str:
+    """A value as the CLI parses it back: true/false, null, [1, 2], 0.001, text."""
+    if isinstance(value, bool) or value is None or isinstance(value, list | tuple | dict):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return str(value)
+
+
+def params_to_flags(params: dict[str, Any]) -> list[str]:
+    flags = []
+    for key, value in params.items():
+        flags += [f"--{key}", format_flag_value(value)]
+    return flags
+
+
+def _run_subprocess(module: str, flags: list[str], log) -> int:
+    # The trial runs the same code as this process, wherever it is started from.
+    package_root = str(Path(importlib.import_module("experiments").__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    process = subprocess.run([sys.executable, "-m", module, *flags], stdout=log,
+                             stderr=subprocess.STDOUT, env=env, check=False)
+    return process.returncode
+
+
+@contextlib.contextmanager
+def _lightning_logs_to(stream) -> Iterator[None]:
+    """Point Lightning's log handlers (bound to the terminal at import) at `stream`."""
+    handlers = [handler for name in LIGHTNING_LOGGERS
+                for handler in logging.getLogger(name).handlers
+                if isinstance(handler, logging.StreamHandler)]
+    previous = [handler.stream for handler in handlers]
+    for handler in handlers:
+        handler.setStream(stream)
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, previous, strict=True):
+            handler.setStream(old)
+
+
+def _run_inprocess(module: str, flags: list[str], log) -> int:
+    main = importlib.import_module(module).main
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), \
+            _lightning_logs_to(log):
+        try:
+            main(flags)
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else 1
+        except Exception:  # one broken trial must not end the whole sweep
+            traceback.print_exc(file=log)
+            return 1
+    return 0
+
+
+def _error_line(log_path: Path) -> str:
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no output"])[-1]
+
+
+def check_first_run_started(result: TrialResult) -> None:
+    """A first run that cannot start (bad flags, missing data) means every run would fail
+    the same way: stop at once with its error instead of repeating it."""
+    if result.exit_code == INPUT_ERROR:
+        raise ConfigError(f"the first run could not start ({result.error.removeprefix('error: ')}"
+                          f"); log: {result.run_dir / 'output.log'}")
+
+
+def entry_point_module(name: str) -> str:
+    """`cifar_mlp` -> `experiments.cifar_mlp`; the entry points are the recipes that have
+    a module: experiments/configs/<name>.yaml and experiments/<name>.py."""
+    package = Path(importlib.import_module("experiments").__file__).parent
+    names = {path.stem: f"experiments.{path.stem}" for path in package.glob("configs/*.yaml")
+             if (package / f"{path.stem}.py").is_file()}
+    return lookup(names, name, "entry point")
+
+
+def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
+              trial_dir: Path, isolation: str = "subprocess") -> TrialResult:
+    """Run `module` with `flags` (the params already among them) in a fresh `trial_dir`."""
+    runner = lookup({"subprocess": _run_subprocess, "inprocess": _run_inprocess}, isolation,
+                    "isolation")
+    trial_dir.mkdir(parents=True, exist_ok=False)
+    log_path = trial_dir / "output.log"
+    all_flags = [*flags, "--trainer.default_root_dir", str(trial_dir)]
+    (trial_dir / "command.txt").write_text(
+        shlex.join([sys.executable, "-m", module, *all_flags]) + "\n")
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        code = runner(module, all_flags, log)
+    seconds = time.monotonic() - started
+    if code == INTERRUPTED:
+        raise KeyboardInterrupt
+    metrics_file = find_metrics_file(trial_dir)
+    metrics = read_metrics(metrics_file) if metrics_file else None
+    result = TrialResult(name, params, "done", seconds, trial_dir, metrics, exit_code=code)
+    if code != 0 or metrics is None or metrics.best_val_acc is None:
+        result.status = "failed"
+        result.error = _error_line(log_path) if code != 0 else \
+            "the run logged no val/acc (no validation set, or no epoch finished)"
+    elif pruned_files := sorted(trial_dir.rglob(PRUNED_FILE)):
+        # The pruner writes into the trial's run directory (<trial dir>/version_0/).
+        result.status = "pruned"
+        result.pruned = json.loads(pruned_files[0].read_text())
+    return result

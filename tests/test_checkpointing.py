@@ -1,0 +1,120 @@
+"""The pieces resuming relies on: atomic, weights-only checkpoint files, the loader's
+position, the RNG states and the appending CSV log."""
+
+import csv
+import io
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from src.callbacks.exact_resume import collect_rng_states, restore_rng_states
+from src.checkpoint_io import CheckpointError, SafeCheckpointIO, read_checkpoint
+from src.datamodules.tensor_loader import TensorBatchLoader
+from src.errors import ConfigError
+from src.tracking import ResumableCSVLogger
+
+
+class NotPlainData:
+    """A class weights-only loading refuses to rebuild."""
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    plugin = SafeCheckpointIO()
+    plugin.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def crash_midway(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        plugin.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(plugin.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+    assert [entry.name for entry in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"this is a text file", "is not a readable checkpoint"),
+    (None, "it holds pickled Python objects"),
+    ({"weights": torch.ones(1)}, "is not a Lightning checkpoint"),
+])
+def test_read_checkpoint_fails_in_one_line(tmp_path, content, reason):
+    path = tmp_path / "file.ckpt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save({"state_dict": {}, "extra": NotPlainData()} if content is None else content,
+                   path)
+    with pytest.raises(CheckpointError, match=reason) as error:
+        read_checkpoint(path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+
+
+def make_loader(epoch: int = 3) -> TensorBatchLoader:
+    images = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1)
+    return TensorBatchLoader(images, torch.arange(50), batch_size=8, shuffle=True, seed=1,
+                             epoch_fn=lambda: epoch)
+
+
+def test_loader_resumes_mid_epoch_at_the_next_unseen_batch():
+    loader = make_loader()
+    whole_epoch = [labels for _, labels in loader]
+    iterator = iter(loader)
+    seen = [next(iterator)[1] for _ in range(3)]
+    state = loader.state_dict()
+    assert state == {"epoch": 3, "batches_yielded": 3, "batches_per_epoch": 7}
+
+    resumed = make_loader()
+    resumed.load_state_dict(state)
+    rest = [labels for _, labels in resumed]
+    assert all(torch.equal(a, b) for a, b in zip(seen + rest, whole_epoch, strict=True))
+    assert len([labels for _, labels in resumed]) == 7  # the next pass is a whole epoch
+
+
+def test_loader_position_from_another_epoch_is_ignored_and_other_sizes_refused():
+    resumed = make_loader(epoch=4)
+    resumed.load_state_dict({"epoch": 3, "batches_yielded": 7, "batches_per_epoch": 7})
+    assert len(list(resumed)) == 7
+    with pytest.raises(ConfigError, match="7 training batches per epoch, this run has 4"):
+        TensorBatchLoader(torch.zeros(50, 1, 1, 1), torch.zeros(50), batch_size=13,
+                          shuffle=True).load_state_dict(
+            {"epoch": 0, "batches_yielded": 1, "batches_per_epoch": 7})
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint():
+    buffer = io.BytesIO()
+    torch.save(collect_rng_states(), buffer)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    buffer.seek(0)
+    restore_rng_states(torch.load(buffer, weights_only=True))
+    actual = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(actual[0], expected[0])
+    assert np.array_equal(actual[1], expected[1]) and actual[2] == expected[2]
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def test_csv_log_is_appended_and_steps_logged_again_replace_the_old_values(tmp_path):
+    first = ResumableCSVLogger(save_dir=tmp_path, name="", version="run")
+    for step in range(4):
+        first.log_metrics({"loss": float(step)}, step=step)
+    first.log_metrics({"val/acc": 0.5}, step=1)
+    first.save()
+    # Resumed from a checkpoint at step 2: steps 2 and 3 are trained and logged again.
+    second = ResumableCSVLogger(save_dir=tmp_path, name="", version="run")
+    second.log_metrics({"loss": 20.0}, step=2)
+    second.log_metrics({"loss": 30.0, "lr": 0.1}, step=3)
+    second.save()
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert [(row["step"], row["loss"], row["val/acc"], row["lr"]) for row in rows] == [
+        ("0", "0.0", "", ""), ("1", "1.0", "", ""), ("1", "", "0.5", ""),
+        ("2", "20.0", "", ""), ("3", "30.0", "", "0.1")]

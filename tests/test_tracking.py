@@ -1,0 +1,107 @@
+"""W&B never blocks or breaks training: no key or no server means an offline run.
+
+Only loopback addresses are used: a closed port stands in for an unreachable server.
+"""
+
+import csv
+import socket
+
+import pytest
+from entry_points import run_entry_point
+
+from src.errors import ConfigError
+from src.tracking import resolve_wandb_mode, wandb_server_reachable
+
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
+FAKE_KEY = "0" * 40
+
+
+@pytest.fixture
+def wandb_env(monkeypatch, tmp_path):
+    """No W&B settings from the machine: no key, no netrc, no mode."""
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    return monkeypatch
+
+
+def test_probe_uses_the_port_of_the_base_url(wandb_env):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        wandb_env.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+        assert wandb_server_reachable(timeout_s=3)
+    assert not wandb_server_reachable(timeout_s=3)  # closed now
+
+
+def test_auto_without_api_key_is_offline(wandb_env):
+    assert resolve_wandb_mode("auto") == "offline"
+
+
+def test_auto_with_unreachable_server_is_offline(wandb_env):
+    wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
+    wandb_env.setenv("WANDB_BASE_URL", CLOSED_PORT_URL)
+    assert resolve_wandb_mode("auto") == "offline"
+
+
+def test_auto_with_key_and_server_is_online(wandb_env):
+    wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        wandb_env.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert resolve_wandb_mode("auto") == "online"
+
+
+def test_explicit_online_without_server_fails_in_one_line(wandb_env):
+    wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
+    wandb_env.setenv("WANDB_BASE_URL", CLOSED_PORT_URL)
+    with pytest.raises(ConfigError, match=r"^--wandb.mode online: 127.0.0.1:9 is out of reach"):
+        resolve_wandb_mode("online")
+
+
+def test_wandb_mode_offline_env_wins(wandb_env):
+    wandb_env.setenv("WANDB_MODE", "offline")
+    wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
+    assert resolve_wandb_mode("online") == "offline"
+
+
+def wandb_run_env(tmp_path, **extra: str) -> dict[str, str | None]:
+    """No W&B settings from the machine; W&B's settings and caches inside the test folder."""
+    return {"WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_BASE_URL": None,
+            "HOME": str(tmp_path), "NETRC": str(tmp_path / ".netrc"),
+            "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+            "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+            "WANDB_DATA_DIR": str(tmp_path / "wandb_data"), "WANDB_SILENT": "true", **extra}
+
+
+def train_with_wandb(image_folder, out_dir, env):
+    flags = ["--data.data_dir", str(image_folder), "--trainer.default_root_dir", str(out_dir),
+             "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+             "--trainer.enable_progress_bar", "false", "--model.hidden_widths", "[8]",
+             "--data.batch_size", "16", "--wandb.enabled", "true"]
+    result = run_entry_point("experiments.cifar_mlp", flags, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def assert_local_records(out_dir):
+    offline_runs = list((out_dir / "version_0" / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    assert list(offline_runs[0].glob("run-*.wandb"))  # the run's data, for `wandb sync`
+    with open(out_dir / "version_0" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert any(row.get("test/acc") for row in rows)
+
+
+def test_unreachable_server_falls_back_to_offline_run(image_folder, tmp_path):
+    out_dir = tmp_path / "run"
+    env = wandb_run_env(tmp_path, WANDB_API_KEY=FAKE_KEY, WANDB_BASE_URL=CLOSED_PORT_URL)
+    result = train_with_wandb(image_folder, out_dir, env)
+    assert "W&B: 127.0.0.1:9 is out of reach; logging offline" in result.stderr
+    assert_local_records(out_dir)
+
+
+@pytest.mark.slow
+def test_offline_mode_keeps_local_run_files(image_folder, tmp_path):
+    out_dir = tmp_path / "run"
+    train_with_wandb(image_folder, out_dir, wandb_run_env(tmp_path, WANDB_MODE="offline"))
+    assert_local_records(out_dir)
