@@ -21,9 +21,12 @@ def synchronize(device: torch.device) -> None:
 class StepTimer(L.Callback):
     """Times the training steps after `warmup` steps: images per second over them.
 
-    The clock runs from the end of the last warm-up step to the end of the last step, so
-    it covers the batch loading, transfer, augmentation and optimizer step of each
-    measured step.
+    The clock runs from the end of the last warm-up step (the start of training when
+    `warmup` is 0) to the end of the run's last step (`trainer.max_steps`), so it covers
+    the batch loading, transfer, augmentation and optimizer step of each measured step.
+    The device is waited for only at those two points: a wait after every step would
+    stop the host from queueing the next step while the device works, as it does in a
+    real run.
     """
 
     def __init__(self, warmup: int):
@@ -32,22 +35,28 @@ class StepTimer(L.Callback):
         self.start: float | None = None
         self.end: float | None = None
 
+    def _clock(self, device: torch.device) -> float:
+        synchronize(device)
+        return time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.warmup == 0:
+            self.start = self._clock(pl_module.device)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step  # optimizer steps done, this one included
-        if step < self.warmup:
-            return
-        synchronize(pl_module.device)
         if step == self.warmup:
-            self.start = time.perf_counter()
-            return
-        self.images += len(batch[1])
-        self.end = time.perf_counter()
+            self.start = self._clock(pl_module.device)
+        elif step > self.warmup:
+            self.images += len(batch[1])  # a shape: no device sync
+            if step == trainer.max_steps:
+                self.end = self._clock(pl_module.device)
 
     @property
     def images_per_second(self) -> float:
         if self.start is None or self.end is None or self.images == 0:
-            raise RuntimeError("no measured steps: train for more than `warmup` steps")
+            raise RuntimeError("no measured steps: train for max_steps > warmup steps")
         return self.images / (self.end - self.start)
 
 
