@@ -21,6 +21,7 @@ from src.modules.optimizers import make_optimizer
 from src.modules.schedulers import RunLength, make_scheduler
 
 AUTOCAST_DTYPES = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16}
+PLAIN_LOOP_PRECISIONS = tuple(AUTOCAST_DTYPES)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -40,14 +41,17 @@ def plain_loop_throughput(model: ImageClassifier, datamodule: ImageDataModule,
     """Images per second over `steps` training steps after `warmup` steps."""
     datamodule.setup("fit")
     model.to(device).train()
+    model.use_memory_format(device)  # channels_last on CUDA when asked, as in a fit
     hp = model.hparams
     # The module's own optimizer and schedule factories, with the same settings.
     optimizer = make_optimizer(hp.optimizer, model, model._optimizer_settings())
+    epoch = 0  # a new permutation each epoch, as in a Lightning run
     loader = TensorBatchLoader(datamodule.train_set.images.to(device),
                                datamodule.train_set.labels.to(device),
                                datamodule.hparams.batch_size, shuffle=True,
                                seed=datamodule.hparams.split_seed,
-                               drop_last=datamodule.hparams.drop_last)
+                               drop_last=datamodule.hparams.drop_last,
+                               epoch_fn=lambda: epoch)
     total = warmup + steps
     run = RunLength(total_steps=total, steps_per_epoch=len(loader), has_validation=False)
     schedules = make_scheduler(hp.scheduler, optimizer, model._schedule_settings(), run)
@@ -78,5 +82,6 @@ def plain_loop_throughput(model: ImageClassifier, datamodule: ImageDataModule,
                 images += len(labels)
             if done == total:
                 break
+        epoch += 1
     synchronize(device)
     return images / (time.perf_counter() - start)
