@@ -33,9 +33,9 @@ import torch
 import yaml
 
 from experiments.cli import CONFIG_DIR, default_precision
-from src.benchmark.plain_loop import plain_loop_throughput
+from src.benchmark.plain_loop import PLAIN_LOOP_PRECISIONS, plain_loop_throughput
 from src.benchmark.report import markdown_table, write_report
-from src.benchmark.seed_baseline import seed_time_to_accuracy
+from src.benchmark.seed_baseline import SEED_BATCH_SIZE, SEED_WIDTHS, seed_time_to_accuracy
 from src.benchmark.timing import StepTimer, TimeToAccuracy
 from src.callbacks.weight_averaging import build_weight_averaging
 from src.datamodules.base import ImageDataModule
@@ -43,6 +43,7 @@ from src.datamodules.cifar10 import CIFAR10DataModule
 from src.datamodules.synthetic import SyntheticImageDataModule
 from src.errors import ConfigError, UserInputError, check_range
 from src.modules.classifier import ImageClassifier
+from src.preflight import check_accelerator
 
 RECIPES = {"resnet18": "cifar_resnet18.yaml", "mlp": "cifar_mlp.yaml"}
 EPOCH_IMAGES = 50_000
@@ -111,13 +112,16 @@ def lightning_throughput(recipe: dict[str, Any], args: argparse.Namespace,
     return timer.images_per_second, datamodule.hparams.batch_size
 
 
-def throughput_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+def throughput_rows(args: argparse.Namespace,
+                    measured: dict[tuple[str, str], tuple[float, int]]) -> list[dict[str, Any]]:
+    """Rows of the throughput section; `measured[(model, pipeline)]` keeps each result."""
     rows = []
     for name in args.models:
         recipe = load_recipe(RECIPES[name])
         by_pipeline = {}
         for pipeline in args.pipelines:
             speed, batch_size = lightning_throughput(recipe, args, pipeline)
+            measured[name, pipeline] = speed, batch_size
             workers = f", {args.num_workers} workers" if pipeline == "classic" and \
                 args.num_workers is not None else ""
             by_pipeline[pipeline] = {
@@ -131,11 +135,15 @@ def throughput_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def overhead_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+def overhead_rows(args: argparse.Namespace,
+                  measured: dict[tuple[str, str], tuple[float, int]]) -> list[dict[str, Any]]:
     rows = []
     for name in args.models:
         recipe = load_recipe(RECIPES[name])
-        lightning_speed, batch_size = lightning_throughput(recipe, args, "fast")
+        # The throughput section's Lightning run on the fast path, when it ran: same settings.
+        if (name, "fast") not in measured:
+            measured[name, "fast"] = lightning_throughput(recipe, args, "fast")
+        lightning_speed, batch_size = measured[name, "fast"]
         L.seed_everything(0, verbose=False)
         datamodule = synthetic_data(recipe, args, "fast")
         plain_speed = plain_loop_throughput(build_model(recipe, datamodule, args), datamodule,
@@ -153,8 +161,8 @@ def overhead_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 def real_data(recipe: dict[str, Any], args: argparse.Namespace) -> CIFAR10DataModule:
     data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
     if not data_dir:
-        raise ConfigError("time-to-accuracy runs need the real CIFAR-10: give --data-dir or "
-                          "set CIFAR10_DIR")
+        raise ConfigError("--time-to-52 and --time-to-94 need the real CIFAR-10: give "
+                          "--data-dir or set CIFAR10_DIR")
     extra = {"subset_per_class": args.subset_per_class} if args.subset_per_class else {}
     datamodule = CIFAR10DataModule(data_dir=data_dir, download=False,
                                    **data_settings(recipe, args, **extra))
@@ -193,19 +201,21 @@ def time_to_52_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     target = args.target_52
     clock, datamodule = recipe_time_to_accuracy(RECIPES["mlp"], target, 0,
                                                 args.recipe_max_epochs, args)
-    # The baseline trains on the same training images, on the CPU.
-    baseline = seed_time_to_accuracy(datamodule.train_set.images, datamodule.train_set.labels,
-                                     datamodule.test_set.images, datamodule.test_set.labels,
-                                     target, args.seed_max_epochs)
+    # The baseline trains on the same training images (and is tested on the same test
+    # images), on the CPU.
+    baseline = seed_time_to_accuracy(datamodule, target, args.seed_max_epochs)
     baseline_end, baseline_reached = baseline[-1], baseline[-1][2] >= target
+    seed_widths = "-".join(str(width) for width in (
+        datamodule.in_channels * datamodule.image_size ** 2, *SEED_WIDTHS,
+        datamodule.num_classes))
     recipe_end = clock.reached or clock.history[-1]
     speedup = ""
     if clock.reached is not None:
         speedup = (f"{'>=' if not baseline_reached else ''}"
                    f"{baseline_end[1] / recipe_end[1]:.1f}x faster")
     return [
-        {**base_row("time to accuracy", "seed MLP 3072-100-100-10", "seed-style baseline",
-                    args, 32), "device": "cpu", "precision": "32-true",
+        {**base_row("time to accuracy", f"seed MLP {seed_widths}", "seed-style baseline",
+                    args, SEED_BATCH_SIZE), "device": "cpu", "precision": "32-true",
          "time_s": baseline_end[1], "accuracy": baseline_end[2],
          "note": outcome(baseline_end, baseline_reached, target)},
         {**base_row("time to accuracy", "mlp", "our MLP recipe (fast path)", args,
@@ -250,6 +260,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device: cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--precision", default=None,
+                        choices=["32-true", "bf16-mixed", "16-mixed", "bf16-true"],
                         help="Lightning precision (default: bf16-mixed on GPUs with bf16, "
                              "else 32-true)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -290,25 +301,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: give cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise ConfigError(f"--device {name}: no CUDA GPU is available here")
+        if (device.index or 0) >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA GPU(s), "
+                              f"cuda:0 to cuda:{count - 1}")
+    return device
+
+
 def check(args: argparse.Namespace) -> None:
+    """Every flag checked before anything runs: a bad one ends in one line, exit 2."""
     check_range("--warmup-steps", args.warmup_steps, 0)
     check_range("--steps", args.steps, 1)
     check_range("--train-images", args.train_images, 2)
     check_range("--seeds", args.seeds, 1)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: no CUDA GPU is available here")
-    if args.time_to_52 and not (args.data_dir or os.environ.get("CIFAR10_DIR")):
-        raise ConfigError("--time-to-52 needs the real CIFAR-10: give --data-dir or set "
-                          "CIFAR10_DIR")
-    if args.time_to_94 and device.type != "cuda":  # refused before anything runs
+    check_range("--seed-max-epochs", args.seed_max_epochs, 1)
+    check_range("--target-52", args.target_52, 0.0, 1.0, low_inclusive=False)
+    check_range("--target-94", args.target_94, 0.0, 1.0, low_inclusive=False)
+    for flag in ("batch_size", "recipe_max_epochs", "subset_per_class"):
+        if getattr(args, flag) is not None:
+            check_range(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
+    if args.num_workers is not None:
+        check_range("--num-workers", args.num_workers, 0)
+    for flag in ("resnet_widths", "mlp_widths"):
+        for width in getattr(args, flag) or []:
+            check_range(f"--{flag.replace('_', '-')}", width, 1)
+    device = parse_device(args.device)
+    if args.time_to_94 and device.type != "cuda":
         raise ConfigError("--time-to-94 trains the ResNet18 recipe to 94% and needs a CUDA "
                           "GPU (--device cuda); on a CPU it would take days")
+    if args.precision is None:
+        args.precision = default_precision("gpu" if device.type == "cuda" else "cpu")
+    check_accelerator("gpu" if device.type == "cuda" else "cpu", args.precision)
+    if not args.no_overhead and args.precision not in PLAIN_LOOP_PRECISIONS:
+        raise ConfigError(f"the overhead section's plain loop runs precision 32-true or "
+                          f"bf16-mixed, not {args.precision}; pick one or add --no-overhead")
     if args.threads is not None:
         check_range("--threads", args.threads, 1)
         torch.set_num_threads(args.threads)
-    if args.precision is None:
-        args.precision = default_precision("gpu" if device.type == "cuda" else "cpu")
+    for recipe in RECIPES.values():
+        load_recipe(recipe)
+    if args.time_to_52 or args.time_to_94:
+        if args.time_to_94:
+            load_recipe(args.recipe_94)
+        # The data are read now (decoded once, then cached): a wrong path or a broken
+        # image fails here, not after the throughput runs.
+        real_data(load_recipe(RECIPES["mlp"]), args)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -316,10 +363,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     try:
         check(args)
         rows: list[dict[str, Any]] = []
+        measured: dict[tuple[str, str], tuple[float, int]] = {}
         if not args.no_throughput:
-            rows += throughput_rows(args)
+            rows += throughput_rows(args, measured)
         if not args.no_overhead:
-            rows += overhead_rows(args)
+            rows += overhead_rows(args, measured)
         if args.time_to_52:
             rows += time_to_52_rows(args)
         if args.time_to_94:

@@ -2,10 +2,18 @@
 Correctness only: no timing is asserted."""
 
 import csv
+import time
 
+import lightning as L
 import pytest
+import torch
 
 from experiments import benchmark
+from src.benchmark import timing
+from src.benchmark.plain_loop import plain_loop_throughput
+from src.benchmark.timing import StepTimer, TimeToAccuracy
+from src.datamodules.synthetic import SyntheticImageDataModule
+from src.modules.classifier import ImageClassifier
 
 TINY = ["--steps", "3", "--warmup-steps", "5", "--train-images", "128", "--batch-size", "16",
         "--resnet-widths", "4", "8", "8", "8", "--mlp-widths", "8", "--num-workers", "1"]
@@ -51,10 +59,92 @@ def test_overhead_and_time_to_accuracy_on_image_folders(image_folder, tmp_path):
     assert len(read_csv(tmp_path / "benchmark.csv")) == 4
 
 
-def test_time_to_94_is_refused_on_a_cpu_before_anything_runs(tmp_path, capsys):
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--time-to-94", "--device", "cpu"], "--time-to-94 trains the ResNet18 recipe"),
+    (["--time-to-52"], "--time-to-52 and --time-to-94 need the real CIFAR-10"),
+    (["--time-to-52", "--data-dir", "{tmp}/missing"], "CIFAR-10 not found in"),
+    (["--device", "gpu0"], "--device gpu0: give cpu, cuda or cuda:N"),
+    (["--steps", "0"], "--steps=0 is out of range"),
+])
+def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_path, capsys,
+                                                         monkeypatch):
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
     with pytest.raises(SystemExit) as exit_info:
-        benchmark.main(["--time-to-94", "--device", "cpu", "--out", str(tmp_path)])
+        benchmark.main([*flags, "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error: --time-to-94") and "\n" not in error
-    assert not (tmp_path / "benchmark.csv").exists()
+    assert error.startswith(f"error: {message}") and "\n" not in error
+    assert not (tmp_path / "out").exists()
+
+
+# -- the clocks and the plain loop -----------------------------------------------------
+
+def tiny_parts(seed: int = 0):
+    """A synthetic data module and a small MLP classifier, without random augmentation or
+    dropout, so two runs from the same seed do exactly the same arithmetic."""
+    torch.manual_seed(seed)
+    datamodule = SyntheticImageDataModule(num_train=64, num_test=16, batch_size=16,
+                                          val_fraction=None, augment=[])
+    model = ImageClassifier(arch="mlp", hidden_widths=[8], optimizer="adamw", lr=1e-2,
+                            scheduler="onecycle")
+    return datamodule, model
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False,
+                     limit_val_batches=0, **kwargs)
+
+
+def test_plain_loop_trains_exactly_like_lightning():
+    # The overhead comparison is fair only if both sides do the same work: same batches,
+    # augmentation path, loss, optimizer and schedule, hence the same weights after it.
+    datamodule, plain_model = tiny_parts()
+    images_per_s = plain_loop_throughput(plain_model, datamodule, torch.device("cpu"),
+                                         "32-true", warmup=2, steps=4)
+    assert images_per_s > 0
+    datamodule, lightning_model = tiny_parts()
+    quiet_trainer(max_steps=6).fit(lightning_model, datamodule=datamodule)
+    plain, lightning = plain_model.state_dict(), lightning_model.state_dict()
+    assert plain.keys() == lightning.keys()
+    for name in plain:
+        torch.testing.assert_close(plain[name], lightning[name], msg=name)
+
+
+def test_step_timer_counts_the_measured_steps_and_waits_for_the_device_twice(monkeypatch):
+    waits = []
+    monkeypatch.setattr(timing, "synchronize", lambda device: waits.append(device))
+    datamodule, model = tiny_parts()
+    timer = StepTimer(warmup=3)
+    quiet_trainer(max_steps=8, callbacks=[timer]).fit(model, datamodule=datamodule)
+    assert timer.images == 5 * 16  # steps 4..8, the warm-up steps excluded
+    assert len(waits) == 2  # end of the warm-up and end of the last step, not every step
+    assert timer.images_per_second > 0
+
+
+def test_time_to_accuracy_keeps_its_test_evaluation_off_the_clock(monkeypatch):
+    # Each test evaluation pretends to take 1000 s on the clock the callback reads; the
+    # training times must not contain any of it. The accuracy climbs 0.2, 0.4, 0.6, ...
+    offset = [0.0]
+    evaluations = []
+
+    def fake_accuracy(module, images, labels, normalize, device):
+        assert not module.training  # evaluated in eval mode
+        evaluations.append(len(labels))
+        offset[0] += 1000.0
+        return 0.2 * len(evaluations)
+
+    monkeypatch.setattr(timing, "accuracy", fake_accuracy)
+    monkeypatch.setattr(timing.time, "perf_counter",
+                        lambda real=time.perf_counter: real() + offset[0])
+    datamodule, model = tiny_parts()
+    datamodule.setup("fit")
+    clock = TimeToAccuracy(0.5, datamodule.test_set.images, datamodule.test_set.labels)
+    quiet_trainer(max_epochs=10, callbacks=[clock]).fit(model, datamodule=datamodule)
+    assert evaluations == [16, 16, 16]  # the whole test set after each epoch, then stop
+    assert [epoch for epoch, _, _ in clock.history] == [1, 2, 3]
+    assert clock.reached == clock.history[2] and clock.reached[2] == pytest.approx(0.6)
+    seconds = [entry[1] for entry in clock.history]
+    assert 0 < seconds[0] < seconds[1] < seconds[2] < 1000
+    assert model.training  # handed back to training as it was
