@@ -8,7 +8,8 @@ only -> batches by index
 (`TensorBatchLoader`) -> on the device: augmentation (training only), then normalization
 (`on_after_batch_transfer`; by default with the training-split mean/std, see
 src/datamodules/input_normalization.py). `pipeline="classic"` instead batches a
-per-image torchvision Dataset with DataLoader workers (`src/datamodules/classic.py`), the usual slower path.
+per-image torchvision Dataset with DataLoader workers (`src/datamodules/classic.py`),
+the usual slower path.
 """
 
 import os
