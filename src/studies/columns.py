@@ -67,6 +67,7 @@ COLUMNS: dict[str, Column] = {
     "val acc": lambda r: _fmt(last(r, "val/acc")),
     "gap": _gap,  # train acc - val acc, last epoch: how much it overfits
     "train loss": lambda r: _fmt(last(r, "train/loss_epoch")),
+    "val loss": lambda r: _fmt(last(r, "val/loss")),  # cross-entropy, whatever the training loss
     "epochs": lambda r: str(r.trial.metrics.epochs) if r.trial.metrics else "",
     "steps": _steps,
     "s/epoch": _epoch_seconds,

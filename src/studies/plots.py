@@ -58,6 +58,11 @@ def train_loss_per_step(axes: Axes, results: Sequence[VariantResult]) -> None:
     _lines(axes, results, lambda r: [(p.step, p.value)
                                      for p in r.traces.get("train/loss_step", [])])
     axes.set_yscale("log")
+    # A diverging run would squash every other line: it leaves through the top instead.
+    first = [points[0].value for r in results if (points := r.traces.get("train/loss_step"))
+             and math.isfinite(points[0].value)]
+    if first:
+        axes.set_ylim(top=3 * max(first))
     axes.set_xlabel("optimizer step")
     axes.set_title("train loss (logged steps)")
 

@@ -42,9 +42,10 @@ def study_table(study: Study, results: list[VariantResult]) -> tuple[list[str], 
     return headers, rows
 
 
-def _variant_flags(study: Study, result: VariantResult) -> str:
+def _variant_flags(result: VariantResult, budget: str) -> str:
     variant = result.variant
-    flags = f"`{shlex.join(variant.flags)}`" if variant.flags else "the common flags only"
+    own = [*variant.flags, *variant.budget_flags.get(budget, ())]
+    flags = f"`{shlex.join(own)}`" if own else "the common flags only"
     return f"`experiments.{variant.base}` with {flags}" if variant.base else flags
 
 
@@ -55,7 +56,7 @@ def write_report(study: Study, results: list[VariantResult], budget: str, comman
     write_csv(out_dir / "results.csv", headers, rows)
     plot_study(results, study.panels, study.title, out_dir / PLOT_FILE)
     base = shlex.join(["python", "-m", f"experiments.{study.base}", *study.common_flags])
-    notes = "\n".join(f"- **{r.variant.label}** ({_variant_flags(study, r)})"
+    notes = "\n".join(f"- **{r.variant.label}** ({_variant_flags(r, budget)})"
                       f"{': ' + r.variant.note if r.variant.note else ''}" for r in results)
     text = (
         f"# {study.title}\n\n"
