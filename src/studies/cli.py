@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from experiments.sweep import split_extra_flags
-from src.errors import UserInputError, lookup
+from src.errors import ConfigError, UserInputError
 from src.studies.report import write_report
 from src.studies.runner import VariantResult, run_study
 from src.studies.study import BUDGETS, Study, Variant
@@ -26,9 +26,16 @@ from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import ISOLATIONS
 
 
+class StudyArgumentParser(argparse.ArgumentParser):
+    """Bad flags end in one line (`error: ...`, exit 2), like every other input error."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
 def build_parser(study: Study) -> argparse.ArgumentParser:
     labels = ", ".join(repr(v.label) for v in study.variants)
-    parser = argparse.ArgumentParser(
+    parser = StudyArgumentParser(
         prog=f"python -m experiments.{study.name}",
         description=f"{study.title}: {study.question}\n\n{__doc__}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,8 +55,11 @@ def select_variants(study: Study, labels: list[str] | None) -> list[Variant]:
     if not labels:
         return list(study.variants)
     by_label = {variant.label: variant for variant in study.variants}
-    chosen = [lookup(by_label, label, f"{study.name} variant") for label in labels]
-    return list(dict.fromkeys(chosen))  # in the order given, each once
+    unknown = [label for label in labels if label not in by_label]
+    if unknown:  # labels keep their capitals (ResNet18, MLP), so no lower-casing lookup()
+        raise ConfigError(f"unknown {study.name} variant {unknown[0]!r}; choose from: "
+                          f"{', '.join(repr(label) for label in by_label)}")
+    return [by_label[label] for label in dict.fromkeys(labels)]  # in the order given, once each
 
 
 def run(study: Study, argv: list[str]) -> list[VariantResult]:
