@@ -6,8 +6,8 @@ import importlib
 
 import pytest
 import yaml
-
 from conftest import write_image_folder
+
 from src.studies import cli
 from src.studies.study import Budget, Study, Variant
 
@@ -140,7 +140,8 @@ def test_a_first_run_that_cannot_start_stops_the_study_in_one_line(image_folder,
 
 @pytest.mark.parametrize("argv, message", [
     (["--budget", "huge"], "error: argument --budget: invalid choice: 'huge'"),
-    (["--variants", "lr 5"], "error: unknown study_learning_rate variant 'lr 5'; choose from: 'lr 1.0"),
+    (["--variants", "lr 5"],
+     "error: unknown study_learning_rate variant 'lr 5'; choose from: 'lr 1.0"),
     (["--isolation", "thread"], "error: argument --isolation: invalid choice: 'thread'"),
 ])
 def test_bad_study_flags_fail_in_one_line(argv, message, tmp_path, capsys):

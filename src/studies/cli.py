@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from experiments.sweep import split_extra_flags
-from src.errors import ConfigError, UserInputError
+from src.errors import ConfigError, exit_on_user_error
 from src.studies.report import write_report
 from src.studies.runner import VariantResult, run_study
 from src.studies.study import BUDGETS, Study, Variant
@@ -83,11 +83,4 @@ def run(study: Study, argv: list[str]) -> list[VariantResult]:
 
 
 def main(study: Study, argv: list[str] | None = None) -> list[VariantResult]:
-    try:
-        return run(study, sys.argv[1:] if argv is None else argv)
-    except KeyboardInterrupt:
-        print("Interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return exit_on_user_error(lambda: run(study, sys.argv[1:] if argv is None else argv))
