@@ -82,6 +82,9 @@ class ExperimentCLI(LightningCLI):
                             help="W&B project.")
         parser.add_argument("--wandb.name", type=str | None, default=None,
                             help="W&B run name (default: W&B picks one).")
+        parser.add_argument("--wandb.group", type=str | None, default=None,
+                            help="W&B group of related runs (a study, a sweep), shown "
+                                 "together in the W&B UI.")
         parser.add_argument("--wandb.mode", type=str, default="auto",
                             help="auto (online when a key and the server are there, else "
                                  "offline), online or offline.")
@@ -144,8 +147,8 @@ class ExperimentCLI(LightningCLI):
         if trainer_config.get("logger") in (None, True):  # not set by the user: ours
             kwargs["logger"] = build_loggers(
                 run_dir=self.run.path, wandb_enabled=wandb.enabled,
-                wandb_project=wandb.project, wandb_name=wandb.name, wandb_mode=wandb.mode,
-                wandb_id=self.run.wandb_id)
+                wandb_project=wandb.project, wandb_name=wandb.name, wandb_group=wandb.group,
+                wandb_mode=wandb.mode, wandb_id=self.run.wandb_id)
         if trainer_config.get("precision") is None:
             kwargs["precision"] = default_precision(trainer_config.get("accelerator", "auto"))
         kwargs["plugins"] = [*(trainer_config.get("plugins") or []), SafeCheckpointIO()]

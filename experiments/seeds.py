@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from experiments.sweep import split_extra_flags
-from src.errors import UserInputError, check_range
+from src.errors import check_range, exit_on_user_error
 from src.sweeps.report import markdown_table, seed_summary, write_csv
 from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import (
@@ -88,14 +88,7 @@ def run(argv: list[str]) -> list[TrialResult]:
 
 
 def main(argv: list[str] | None = None) -> list[TrialResult]:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except KeyboardInterrupt:
-        print("Interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return exit_on_user_error(lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@
 --activation_stats.*    per-layer activation/gradient statistics (off: every_n_steps 0)
 --learning_curves.*     learning_curves.png/.csv in the run folder (on)
 --test_confusion.*      test_confusion.png/.csv, test_per_class.csv after testing (on)
+--epoch_timer.*         time/train_epoch_s: seconds of each training epoch (on; EpochTimer)
 """
 
 from lightning.pytorch.cli import LightningArgumentParser
 
 from src.callbacks.activation_stats import ActivationStats
 from src.callbacks.confusion import TestConfusionMatrix
+from src.callbacks.epoch_timer import EpochTimer
 from src.callbacks.initial_loss import InitialLossCheck
 from src.callbacks.learning_curves import LearningCurves
 from src.overfit import OverfitCheck
@@ -24,3 +26,4 @@ def add_workflow_arguments(parser: LightningArgumentParser) -> None:
     parser.add_lightning_class_args(ActivationStats, "activation_stats")
     parser.add_lightning_class_args(LearningCurves, "learning_curves")
     parser.add_lightning_class_args(TestConfusionMatrix, "test_confusion")
+    parser.add_lightning_class_args(EpochTimer, "epoch_timer")

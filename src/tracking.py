@@ -136,8 +136,9 @@ class ResumableCSVLogger(CSVLogger):
 
 def build_loggers(run_dir: Path, wandb_enabled: bool, wandb_project: str,
                   wandb_name: str | None, wandb_mode: str = "auto",
-                  wandb_id: str | None = None) -> list[Logger]:
-    """A CSV log in `run_dir`, plus W&B (run `wandb_id`, resumed if it exists) if enabled."""
+                  wandb_id: str | None = None, wandb_group: str | None = None) -> list[Logger]:
+    """A CSV log in `run_dir`, plus W&B (run `wandb_id`, resumed if it exists) if enabled;
+    `wandb_group` puts the run in a W&B group (a study's or a sweep's runs)."""
     loggers: list[Logger] = [
         ResumableCSVLogger(save_dir=run_dir.parent, name="", version=run_dir.name)]
     if wandb_enabled:
@@ -148,7 +149,7 @@ def build_loggers(run_dir: Path, wandb_enabled: bool, wandb_project: str,
         # it is only created once the run starts, so a failed start leaves nothing behind).
         in_git = (CODE_ROOT / ".git").exists()
         loggers.append(WandbLogger(
-            project=wandb_project, name=wandb_name, save_dir=str(run_dir),
+            project=wandb_project, name=wandb_name, group=wandb_group, save_dir=str(run_dir),
             id=wandb_id, resume="allow",  # same id after a restart: the same W&B run
             offline=mode == "offline",
             log_model=mode == "online",  # best and last checkpoints as artifacts at the end

@@ -105,3 +105,26 @@ def test_offline_mode_keeps_local_run_files(image_folder, tmp_path):
     out_dir = tmp_path / "run"
     train_with_wandb(image_folder, out_dir, wandb_run_env(tmp_path, WANDB_MODE="offline"))
     assert_local_records(out_dir)
+
+
+@pytest.mark.slow  # starts W&B's service process
+def test_group_and_name_reach_the_wandb_run(wandb_env, tmp_path):
+    # A study's runs share one W&B group (--wandb.group); offline, so nothing leaves here.
+    from lightning.pytorch.loggers import WandbLogger
+
+    from src.tracking import build_loggers
+
+    for name, value in wandb_run_env(tmp_path).items():
+        if value is not None:
+            wandb_env.setenv(name, value)
+    run_dir = tmp_path / "run"
+    loggers = build_loggers(run_dir=run_dir, wandb_enabled=True, wandb_project="studies",
+                            wandb_name="lr 0.01 (good)", wandb_mode="offline",
+                            wandb_group="study_learning_rate-20250101")
+    wandb_logger = next(logger for logger in loggers if isinstance(logger, WandbLogger))
+    try:
+        run = wandb_logger.experiment
+        assert run.group == "study_learning_rate-20250101"
+        assert run.name == "lr 0.01 (good)"
+    finally:
+        run.finish()

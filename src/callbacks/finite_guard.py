@@ -1,9 +1,9 @@
 """FiniteGuard: stop a diverged run at once and never checkpoint a broken model.
 
 A NaN or infinite training loss, read on logging steps (`log_every_n_steps`), stops
-training with one line naming the step, epoch and learning rate. Checkpoints whose weights are no longer finite are refused, so `last.ckpt`
-keeps the last good state (a finite loss can still come with an update that overflowed
-the weights; the next loss would show it, but a checkpoint may be due in between).
+training with one line naming the step, epoch and learning rate. Checkpoints whose
+weights are no longer finite are refused, so `last.ckpt` keeps the last good state (the
+loss may not have been read since the weights broke, and a checkpoint may be due).
 """
 
 import os

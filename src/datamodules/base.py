@@ -6,8 +6,10 @@ imbalance of the training images -> stratified validation split of the training 
 optional stratified subset of the rest -> per-channel mean/std of that training subset
 only -> batches by index
 (`TensorBatchLoader`) -> on the device: augmentation (training only), then normalization
-(`on_after_batch_transfer`). `pipeline="classic"` instead batches a per-image torchvision
-Dataset with DataLoader workers (`src/datamodules/classic.py`), the usual slower path.
+(`on_after_batch_transfer`; by default with the training-split mean/std, see
+src/datamodules/input_normalization.py). `pipeline="classic"` instead batches a
+per-image torchvision Dataset with DataLoader workers (`src/datamodules/classic.py`),
+the usual slower path.
 """
 
 import os
@@ -21,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from src.datamodules.augment import build_augmentations
 from src.datamodules.classic import check_per_image, classic_loader, per_image_transform
+from src.datamodules.input_normalization import NORMALIZATIONS, normalization_constants
 from src.datamodules.sources import (
     ImageSet,
     check_folder_layout,
@@ -114,6 +117,9 @@ class ImageDataModule(L.LightningDataModule):
             a time with torchvision v2 in DataLoader worker processes; the baseline).
         num_workers: DataLoader worker processes of the classic pipeline (null: as many
             as CPU cores, at most 8); the fast pipeline uses none.
+        normalization: input scaling, on both pipelines: "standardize" (per channel, with
+            the training split's mean and std), "unit" (pixel / 255, in [0, 1]) or "none"
+            (the raw values 0..255 as float).
     """
 
     name: ClassVar[str] = "images"
@@ -146,6 +152,7 @@ class ImageDataModule(L.LightningDataModule):
         drop_last: bool = False,
         pipeline: str = "fast",
         num_workers: int | None = None,
+        normalization: str = "standardize",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -153,6 +160,7 @@ class ImageDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / ".cache"
         lookup({name: name for name in SOURCES}, source, "data source")
         lookup({name: name for name in PIPELINES}, pipeline, "data pipeline")
+        lookup(NORMALIZATIONS, normalization, "input normalization")
         if num_workers is not None:
             check_range("num_workers", num_workers, 0)
         check_range("batch_size", batch_size, 1)
@@ -299,7 +307,8 @@ class ImageDataModule(L.LightningDataModule):
     def _classic_loader(self, image_set: ImageSet, batch_size: int, train: bool) -> DataLoader:
         trainer = self.trainer
         augmentations = self.augmentations if train else build_augmentations([], self.num_classes)
-        transform = per_image_transform(augmentations, self.image_size, self.mean, self.std)
+        transform = per_image_transform(augmentations, self.image_size,
+                                        *self.normalization_constants())
         workers = self.hparams.num_workers
         if workers is None:
             workers = min(8, os.cpu_count() or 1)
@@ -322,17 +331,21 @@ class ImageDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> TensorBatchLoader:
         return self.test_dataloader()
 
+    def normalization_constants(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift, divisor) [C] in 0..1 units: inputs are (x - shift) / divisor."""
+        return normalization_constants(self.hparams.normalization, self.mean, self.std)
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (0..255) or float (0..1) [B, C, H, W] -> float32, standardized with the
-        training-split statistics."""
+        """uint8 (0..255) or float (0..1) [B, C, H, W] -> float32, scaled as
+        `normalization` says (by default standardized with the training-split statistics)."""
         in_float = images.is_floating_point()  # augmented in float: 0..1 units
         key = (images.device, in_float)
         if key not in self._normalization:  # a copy to the device once, not every batch
             scale = 1.0 if in_float else 255.0
             self._normalization[key] = tuple((stat * scale).to(images.device)[None, :, None, None]
-                                             for stat in (self.mean, self.std))
-        mean, std = self._normalization[key]
-        return (images.float() - mean) / std
+                                             for stat in self.normalization_constants())
+        shift, divisor = self._normalization[key]
+        return (images.float() - shift) / divisor
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.hparams.pipeline == "classic":

@@ -12,7 +12,8 @@ flip = RandomHorizontalFlip, ...). Those without a per-image torchvision transfo
 (rgb_shift, cutout, and the batch-level mixup, cutmix, mosaic) are refused with one line.
 Images stay uint8 tensors [C, H, W] until the first transform that computes in float,
 then float 0..1; the last steps are ToDtype(float32, scale=True) and Normalize with the
-training-split statistics, the same normalization as the fast path's.
+training-split statistics (or the constants `--data.normalization` picks), the same
+normalization as the fast path's.
 """
 
 from collections.abc import Callable
@@ -94,7 +95,8 @@ def per_image_transform(augmentations: AugmentationPipeline, image_size: int,
                         mean: torch.Tensor, std: torch.Tensor) -> v2.Compose:
     """uint8 image [C, H, W] -> augmented (in list order), normalized float32 [C, H, W].
 
-    mean, std: per-channel training statistics in 0..1 units (as `ImageDataModule.mean`).
+    mean, std: per-channel shift and divisor in 0..1 units (by default the training
+    statistics; see `ImageDataModule.normalization_constants`).
     """
     check_per_image(augmentations)
     steps: list[v2.Transform] = []

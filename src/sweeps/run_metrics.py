@@ -58,3 +58,23 @@ def read_metrics(path: Path) -> RunMetrics:
                 if name == MONITOR:
                     val_acc[int(float(row["epoch"]))] = float(text)
     return RunMetrics(val_acc, final)
+
+
+@dataclass(frozen=True)
+class Point:
+    step: int  # optimizer steps taken when the value was logged
+    epoch: int | None  # None for values logged outside the epoch loop (LR monitor)
+    value: float
+
+
+def read_traces(path: Path) -> dict[str, list[Point]]:
+    """Every logged value of every metric, in the order logged (plots of a whole run)."""
+    traces: dict[str, list[Point]] = {}
+    with path.open(newline="") as file:
+        for row in csv.DictReader(file):
+            epoch = int(float(row["epoch"])) if row.get("epoch") else None
+            for name, text in row.items():
+                if name not in ("epoch", "step") and text not in (None, ""):
+                    traces.setdefault(name, []).append(
+                        Point(int(float(row["step"])), epoch, float(text)))
+    return traces

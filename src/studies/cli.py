@@ -1,0 +1,86 @@
+"""The command line every study shares: `python -m experiments.<study> [flags] [-- flags]`.
+
+    --budget quick|full        quick (default): a stratified subset and a few epochs, a
+                               CPU in minutes; full: the full training set, GPU-sized epochs
+    --out DIR                  default runs/studies/<study>-<time>; must be new or empty
+    --isolation subprocess|inprocess
+    --variants LABEL ...       run only these variants (default: all)
+    -- FLAGS                   go to every run, last, e.g. -- --data.data_dir X
+                               --trainer.accelerator gpu --wandb.enabled true
+
+With `--wandb.enabled true` the runs of one study are one W&B group (the output folder's
+name), each run named after its variant.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from experiments.sweep import split_extra_flags
+from src.errors import ConfigError, exit_on_user_error
+from src.studies.report import write_report
+from src.studies.runner import VariantResult, run_study
+from src.studies.study import BUDGETS, Study, Variant
+from src.sweeps.runner import check_fresh_output
+from src.sweeps.trial import ISOLATIONS
+
+
+class StudyArgumentParser(argparse.ArgumentParser):
+    """Bad flags end in one line (`error: ...`, exit 2), like every other input error."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+def build_parser(study: Study) -> argparse.ArgumentParser:
+    labels = ", ".join(repr(v.label) for v in study.variants)
+    parser = StudyArgumentParser(
+        prog=f"python -m experiments.{study.name}",
+        description=f"{study.title}: {study.question}\n\n{__doc__}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", choices=BUDGETS, default="quick",
+                        help="; ".join(f"{name}: {study.budgets[name].description}"
+                                       for name in BUDGETS))
+    parser.add_argument("--out", type=Path,
+                        help=f"output folder (default: runs/studies/{study.name}-<time>)")
+    parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
+                        help="run each variant in its own process (default) or in this one")
+    parser.add_argument("--variants", nargs="+", metavar="LABEL",
+                        help=f"run only these variants, of: {labels}")
+    return parser
+
+
+def select_variants(study: Study, labels: list[str] | None) -> list[Variant]:
+    if not labels:
+        return list(study.variants)
+    by_label = {variant.label: variant for variant in study.variants}
+    unknown = [label for label in labels if label not in by_label]
+    if unknown:  # labels keep their capitals (ResNet18, MLP), so no lower-casing lookup()
+        raise ConfigError(f"unknown {study.name} variant {unknown[0]!r}; choose from: "
+                          f"{', '.join(repr(label) for label in by_label)}")
+    return [by_label[label] for label in dict.fromkeys(labels)]  # in the order given, once each
+
+
+def run(study: Study, argv: list[str]) -> list[VariantResult]:
+    own, extra_flags = split_extra_flags(argv)
+    args = build_parser(study).parse_args(own)
+    variants = select_variants(study, args.variants)
+    out_dir = args.out or Path("runs/studies") / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_fresh_output(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Grouped in W&B (when enabled): before the user's flags, which may rename them.
+    wandb_flags = ["--wandb.group", out_dir.resolve().name]
+    started = time.monotonic()
+    results = run_study(study, variants, args.budget, [*wandb_flags, *extra_flags], out_dir,
+                        args.isolation)
+    text = write_report(study, results, args.budget, argv, out_dir, time.monotonic() - started)
+    print(text, flush=True)
+    print(f"[{study.name}] table and plot: {out_dir / 'results.md'}", flush=True)
+    if all(r.trial.status == "failed" and r.diverged_at_step is None for r in results):
+        raise SystemExit(1)
+    return results
+
+
+def main(study: Study, argv: list[str] | None = None) -> list[VariantResult]:
+    return exit_on_user_error(lambda: run(study, sys.argv[1:] if argv is None else argv))

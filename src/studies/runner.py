@@ -1,0 +1,76 @@
+"""Run every variant of a study through its entry point, one run folder per variant.
+
+A run stopped by the divergence guard (src/callbacks/finite_guard.py) is a result of the
+study (that learning rate diverges), not a failure: it is kept, with the step at which
+the loss or the weights stopped being finite.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from src.studies.study import Study, Variant
+from src.sweeps.run_metrics import Point, find_metrics_file, read_traces
+from src.sweeps.trial import TrialResult, check_first_run_started, entry_point_module, run_trial
+
+# The first words of FiniteGuard's messages, as the entry point prints them.
+DIVERGED_PREFIXES = ("error: training loss is", "error: weights became non-finite")
+_STEP = re.compile(r"\bat step (\d+)\b")
+
+
+@dataclass
+class VariantResult:
+    variant: Variant
+    trial: TrialResult
+
+    @cached_property
+    def traces(self) -> dict[str, list[Point]]:
+        """Every metric the run logged (empty when it logged nothing)."""
+        path = find_metrics_file(self.trial.run_dir)
+        return read_traces(path) if path else {}
+
+    @property
+    def diverged_at_step(self) -> int | None:
+        """The step at which the divergence guard stopped the run; None if it did not."""
+        if not self.trial.error.startswith(DIVERGED_PREFIXES):
+            return None
+        match = _STEP.search(self.trial.error)
+        return int(match.group(1)) if match else -1
+
+    @property
+    def outcome(self) -> str:
+        """"finished", "diverged at step N" or "failed: <error line>"."""
+        step = self.diverged_at_step
+        if step is not None:
+            return f"diverged at step {step}"
+        if self.trial.status == "failed":
+            return f"failed: {self.trial.error.removeprefix('error: ')}"
+        return "finished"
+
+
+def slug(label: str) -> str:
+    """A folder name for a variant label: 'lr 0.1 (high)' -> 'lr_0.1_high'."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") or "variant"
+
+
+def run_study(study: Study, variants: list[Variant], budget: str, extra_flags: list[str],
+              out_dir: Path, isolation: str) -> list[VariantResult]:
+    results = []
+    for variant in variants:
+        module = entry_point_module(variant.base or study.base)
+        # The W&B run (when enabled) is named after the variant, unless the user says otherwise.
+        # The output goes to a log file: no progress bars in it.
+        flags = ["--trainer.enable_progress_bar", "false", *study.variant_flags(variant, budget),
+                 "--wandb.name", variant.label, *extra_flags]
+        trial = run_trial(module, variant.label, {}, flags, out_dir / slug(variant.label),
+                          isolation)
+        if not results:
+            check_first_run_started(trial)
+        result = VariantResult(variant, trial)
+        results.append(result)
+        best = trial.best_val_acc
+        print(f"[{study.name}] {variant.label}: {result.outcome}"
+              f"{f', best val/acc {best:.4f}' if best is not None else ''}, "
+              f"{trial.seconds:.0f} s", flush=True)
+    return results
