@@ -112,16 +112,26 @@ def _make_writable_dir(path: Path) -> None:
 def _choose_path(run_dir: str | None, default_root: str, resume: bool) -> Path:
     if run_dir:
         return Path(run_dir).expanduser().absolute()
+    if RUN_DIR_ENV not in os.environ and (rank_zero_only.rank != 0
+                                          or _launched_outside_lightning()):
+        # Checked on every rank, rank 0 included: a rank that stopped alone would leave the
+        # others waiting for it in DDP set-up until the process-group timeout.
+        raise ConfigError("processes launched outside Lightning (torchrun, srun) need "
+                          "an explicit --run_dir shared by all of them")
     if rank_zero_only.rank != 0:
-        if RUN_DIR_ENV not in os.environ:
-            raise ConfigError("processes launched outside Lightning (torchrun, srun) need "
-                              "an explicit --run_dir shared by all of them")
         return Path(os.environ[RUN_DIR_ENV])
     root = Path(default_root).expanduser().absolute()
     versions = _versions(root)
     if resume and versions:
         return root / f"version_{versions[-1]}"
     return _new_version_dir(root, versions[-1] + 1 if versions else 0)
+
+
+def _launched_outside_lightning() -> bool:
+    """torchrun and srun start every process themselves and tell each the world size; a
+    process Lightning starts gets the run directory from rank 0 (RUN_DIR_ENV) instead."""
+    sizes = (os.environ.get("WORLD_SIZE", "1"), os.environ.get("SLURM_NTASKS", "1"))
+    return any(size.isdigit() and int(size) > 1 for size in sizes)
 
 
 def _new_version_dir(root: Path, number: int) -> Path:

@@ -357,3 +357,15 @@ def test_file_that_is_not_a_checkpoint(mlp_checkpoint, tmp_path, content, expect
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="nothing.ckpt does not exist"):
         read_checkpoint(tmp_path / "nothing.ckpt")
+
+
+@pytest.mark.parametrize("variable", ["WORLD_SIZE", "SLURM_NTASKS"])
+def test_torchrun_or_srun_without_a_shared_run_dir_stops_every_rank(
+        image_folder, tmp_path, capsys, monkeypatch, variable):
+    # Rank 0 must refuse too: stopping rank 1 alone left rank 0 waiting in DDP set-up.
+    from experiments.run_dir import RUN_DIR_ENV
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    monkeypatch.setenv(variable, "2")
+    line = fails_with_one_line(capsys, image_folder, tmp_path / "out")
+    assert line == ("error: processes launched outside Lightning (torchrun, srun) need an "
+                    "explicit --run_dir shared by all of them")
