@@ -42,7 +42,7 @@ from src.callbacks.weight_averaging import build_weight_averaging
 from src.datamodules.base import ImageDataModule
 from src.datamodules.cifar10 import CIFAR10DataModule
 from src.datamodules.synthetic import SyntheticImageDataModule
-from src.errors import ConfigError, UserInputError, check_range
+from src.errors import ConfigError, DataError, UserInputError, check_range
 from src.modules.classifier import ImageClassifier
 from src.preflight import check_accelerator
 
@@ -167,8 +167,13 @@ def real_data(recipe: dict[str, Any], args: argparse.Namespace) -> CIFAR10DataMo
     extra = {"subset_per_class": args.subset_per_class} if args.subset_per_class else {}
     datamodule = CIFAR10DataModule(data_dir=data_dir, download=False,
                                    **data_settings(recipe, args, **extra))
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except DataError as error:
+        # The datamodule names the training entry points' flags; here there is --data-dir.
+        message = str(error).replace(" (--data.download false)", "")
+        raise DataError(message.replace("--data.data_dir", "--data-dir")) from None
     return datamodule
 
 

@@ -75,6 +75,7 @@ def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_pat
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {message}") and "\n" not in error
+    assert "--data." not in error  # the training entry points' flags do not exist here
     assert not (tmp_path / "out").exists()
 
 
