@@ -49,7 +49,7 @@ def test_overhead_and_time_to_accuracy_on_image_folders(image_folder, tmp_path):
         "--out", str(tmp_path)])
     setups = [row["setup"] for row in rows]
     assert setups == ["plain PyTorch loop", "Lightning", "seed-style baseline",
-                      "our MLP recipe (fast path)"]
+                      "cifar_mlp_fast52.yaml (fast path)"]
     assert rows[1]["ratio"].endswith("% time per step")
     for row in rows[2:]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["time_s"] > 0
@@ -65,6 +65,7 @@ def test_overhead_and_time_to_accuracy_on_image_folders(image_folder, tmp_path):
     (["--time-to-52", "--data-dir", "{tmp}/missing"], "CIFAR-10 not found in"),
     (["--device", "gpu0"], "--device gpu0: give cpu, cuda or cuda:N"),
     (["--steps", "0"], "--steps=0 is out of range"),
+    (["--time-to-52", "--recipe-52", "nope.yaml", "--data-dir", "{tmp}"], "no recipe nope.yaml"),
 ])
 def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_path, capsys,
                                                          monkeypatch):

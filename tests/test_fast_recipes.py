@@ -5,7 +5,7 @@ of 1 step run the whole schedule, the EMA and the final test instead."""
 
 import pytest
 
-from experiments import cifar_resnet18
+from experiments import cifar_mlp, cifar_resnet18
 from experiments.cli import CONFIG_DIR
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -17,6 +17,15 @@ def test_fast_recipe_runs_end_to_end(recipe, image_folder, tmp_path):
         "--config", str(CONFIG_DIR / recipe), "--data.data_dir", str(image_folder),
         "--data.batch_size", "16", "--model.resnet_widths", "[4,8,8,8]",
         "--trainer.max_epochs", "4", "--trainer.limit_train_batches", "1",
+        "--trainer.default_root_dir", str(tmp_path), *QUIET,
+    ])
+    assert 0.0 <= results["test/acc"] <= 1.0
+
+
+def test_fast52_mlp_recipe_runs_end_to_end(image_folder, tmp_path):
+    results = cifar_mlp.main([
+        "--config", str(CONFIG_DIR / "cifar_mlp_fast52.yaml"), "--data.data_dir", str(image_folder),
+        "--data.batch_size", "16", "--model.hidden_widths", "[8,8]",
         "--trainer.default_root_dir", str(tmp_path), *QUIET,
     ])
     assert 0.0 <= results["test/acc"] <= 1.0
