@@ -125,6 +125,27 @@ def test_a_diverged_variant_is_a_result_not_a_failure(image_folder, tmp_path):
     assert rows[1]["outcome"] == "finished" and rows[1]["best val acc"]
 
 
+def test_an_interrupted_study_keeps_the_table_of_the_runs_it_finished(
+        image_folder, tmp_path, monkeypatch, capsys):
+    from src.studies import runner
+    real_run_trial = runner.run_trial
+
+    def ctrl_c_on_the_second_run(module, name, *args):
+        if name == "fine":
+            raise KeyboardInterrupt
+        return real_run_trial(module, name, *args)
+
+    monkeypatch.setattr(runner, "run_trial", ctrl_c_on_the_second_run)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(EXPLODING, ["--out", str(out), "--isolation", "inprocess", "--",
+                             "--data.data_dir", str(image_folder)])
+    assert exit_info.value.code == 130
+    assert [row["variant"] for row in read_table(out)] == ["explodes"]
+    assert "| explodes |" in (out / "results.md").read_text()
+    assert (out / "results.png").is_file()
+
+
 def test_a_first_run_that_cannot_start_stops_the_study_in_one_line(image_folder, tmp_path,
                                                                    capsys):
     out = tmp_path / "out"

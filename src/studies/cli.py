@@ -72,9 +72,14 @@ def run(study: Study, argv: list[str]) -> list[VariantResult]:
     # Grouped in W&B (when enabled): before the user's flags, which may rename them.
     wandb_flags = ["--wandb.group", out_dir.resolve().name]
     started = time.monotonic()
+
+    def report(results: list[VariantResult]) -> str:
+        return write_report(study, results, args.budget, argv, out_dir,
+                            time.monotonic() - started)
+
     results = run_study(study, variants, args.budget, [*wandb_flags, *extra_flags], out_dir,
-                        args.isolation)
-    text = write_report(study, results, args.budget, argv, out_dir, time.monotonic() - started)
+                        args.isolation, after_each=report)
+    text = report(results)
     print(text, flush=True)
     print(f"[{study.name}] table and plot: {out_dir / 'results.md'}", flush=True)
     if all(r.trial.status == "failed" and r.diverged_at_step is None for r in results):

@@ -6,6 +6,7 @@ the loss or the weights stopped being finite.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,7 +56,11 @@ def slug(label: str) -> str:
 
 
 def run_study(study: Study, variants: list[Variant], budget: str, extra_flags: list[str],
-              out_dir: Path, isolation: str) -> list[VariantResult]:
+              out_dir: Path, isolation: str,
+              after_each: Callable[[list[VariantResult]], object] | None = None,
+              ) -> list[VariantResult]:
+    """Run the variants in order; `after_each(results so far)` follows every run, so an
+    interrupted study keeps the table of the runs it finished."""
     results = []
     for variant in variants:
         module = entry_point_module(variant.base or study.base)
@@ -73,4 +78,6 @@ def run_study(study: Study, variants: list[Variant], budget: str, extra_flags: l
         print(f"[{study.name}] {variant.label}: {result.outcome}"
               f"{f', best val/acc {best:.4f}' if best is not None else ''}, "
               f"{trial.seconds:.0f} s", flush=True)
+        if after_each is not None:
+            after_each(results)
     return results
