@@ -39,7 +39,7 @@ from src.errors import ConfigError, UserInputError, lookup
 from src.modules import ImageClassifier
 from src.overfit import find_overfit_check
 from src.preflight import check_accelerator, check_output_dir
-from src.tracking import WANDB_MODES, build_loggers
+from src.tracking import WANDB_MODES, build_loggers, finish_wandb_run
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -240,9 +240,15 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
         )
-        if not tune(cli):
-            return None  # finders only: values printed, nothing trained
-        return fit_and_test(cli)
+        try:
+            if not tune(cli):
+                return None  # finders only: values printed, nothing trained
+            results = fit_and_test(cli)
+        except BaseException:
+            finish_wandb_run(failed=True)
+            raise
+        finish_wandb_run()
+        return results
     except (UserInputError, MisconfigurationException) as error:
         # Library messages may span lines; the user gets exactly one.
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())

@@ -14,6 +14,7 @@ import csv
 import netrc
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import ParseResult, urlparse
 
@@ -157,3 +158,12 @@ def build_loggers(run_dir: Path, wandb_enabled: bool, wandb_project: str,
                                     git_root=str(CODE_ROOT) if in_git else None),
         ))
     return loggers
+
+
+def finish_wandb_run(failed: bool = False) -> None:
+    """End this process's W&B run, if one is active. Lightning leaves it open after fit and
+    test, and a later WandbLogger in the same process (the next in-process sweep trial or
+    study variant) would otherwise log into it instead of starting its own run."""
+    wandb = sys.modules.get("wandb")  # never import wandb just to find it unused
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)

@@ -128,3 +128,28 @@ def test_group_and_name_reach_the_wandb_run(wandb_env, tmp_path):
         assert run.name == "lr 0.01 (good)"
     finally:
         run.finish()
+
+
+@pytest.mark.slow  # starts W&B's service process
+def test_runs_in_one_process_get_their_own_wandb_runs(wandb_env, image_folder, tmp_path):
+    # In-process sweep trials and study variants: Lightning leaves the W&B run open after
+    # fit and test, so without finishing it the second run would log into the first.
+    import wandb
+
+    from experiments import cifar_mlp
+
+    for name, value in wandb_run_env(tmp_path, WANDB_MODE="offline").items():
+        if value is not None:
+            wandb_env.setenv(name, value)
+    for run in ("first", "second"):
+        cifar_mlp.main([
+            "--data.data_dir", str(image_folder), "--run_dir", str(tmp_path / run),
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+            "--trainer.enable_progress_bar", "false", "--model.hidden_widths", "[8]",
+            "--data.batch_size", "16", "--wandb.enabled", "true", "--wandb.name", run])
+        assert wandb.run is None
+    ids = [(tmp_path / run / "wandb_run_id").read_text().strip() for run in ("first", "second")]
+    assert ids[0] != ids[1]
+    for run, run_id in zip(("first", "second"), ids, strict=True):
+        offline = list((tmp_path / run / "wandb").glob("offline-run-*"))
+        assert [path.name.rsplit("-", 1)[1] for path in offline] == [run_id]
