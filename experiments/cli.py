@@ -241,13 +241,12 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
             parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
         )
         try:
-            if not tune(cli):
-                return None  # finders only: values printed, nothing trained
-            results = fit_and_test(cli)
+            # Finders only (tune returns False): values printed, nothing trained.
+            results = fit_and_test(cli) if tune(cli) else None
         except BaseException:
             finish_wandb_run(failed=True)
             raise
-        finish_wandb_run()
+        finish_wandb_run()  # after the finders alone too: they log through the same run
         return results
     except (UserInputError, MisconfigurationException) as error:
         # Library messages may span lines; the user gets exactly one.
