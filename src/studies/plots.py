@@ -67,22 +67,13 @@ def train_loss_per_step(axes: Axes, results: Sequence[VariantResult]) -> None:
     axes.set_title("train loss (logged steps)")
 
 
-def train_loss_per_epoch(axes: Axes, results: Sequence[VariantResult]) -> None:
-    _lines(axes, results, _per_epoch("train/loss_epoch"), "-o")
-    _epoch_axis(axes)
-    axes.set_title("train loss (mean over each epoch)")
-
-
-def val_acc_per_epoch(axes: Axes, results: Sequence[VariantResult]) -> None:
-    _lines(axes, results, _per_epoch("val/acc"), "-o")
-    _epoch_axis(axes)
-    axes.set_title("validation accuracy")
-
-
-def train_acc_per_epoch(axes: Axes, results: Sequence[VariantResult]) -> None:
-    _lines(axes, results, _per_epoch("train/acc"), "-o")
-    _epoch_axis(axes)
-    axes.set_title("train accuracy (training mode, augmented)")
+def per_epoch_panel(metric: str, title: str) -> Panel:
+    """A panel of one epoch-level metric, one line per variant."""
+    def panel(axes: Axes, results: Sequence[VariantResult]) -> None:
+        _lines(axes, results, _per_epoch(metric), "-o")
+        _epoch_axis(axes)
+        axes.set_title(title)
+    return panel
 
 
 def lr_per_epoch(axes: Axes, results: Sequence[VariantResult]) -> None:
@@ -124,9 +115,11 @@ def activation_std_at_init(axes: Axes, results: Sequence[VariantResult]) -> None
 
 PANELS: dict[str, Panel] = {
     "train loss per step": train_loss_per_step,
-    "train loss per epoch": train_loss_per_epoch,
-    "val acc per epoch": val_acc_per_epoch,
-    "train acc per epoch": train_acc_per_epoch,
+    "train loss per epoch": per_epoch_panel("train/loss_epoch",
+                                            "train loss (mean over each epoch)"),
+    "val acc per epoch": per_epoch_panel("val/acc", "validation accuracy"),
+    "train acc per epoch": per_epoch_panel("train/acc",
+                                           "train accuracy (training mode, augmented)"),
     "lr per epoch": lr_per_epoch,
     "seconds per epoch": seconds_per_epoch,
     "activation std at init": activation_std_at_init,
