@@ -73,6 +73,13 @@ def wandb_run_env(tmp_path, **extra: str) -> dict[str, str | None]:
             "WANDB_DATA_DIR": str(tmp_path / "wandb_data"), "WANDB_SILENT": "true", **extra}
 
 
+def set_wandb_run_env(monkeypatch, tmp_path, **extra: str) -> None:
+    """`wandb_run_env` in this process (the None entries are already unset by wandb_env)."""
+    for name, value in wandb_run_env(tmp_path, **extra).items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+
+
 def train_with_wandb(image_folder, out_dir, env):
     flags = ["--data.data_dir", str(image_folder), "--trainer.default_root_dir", str(out_dir),
              "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
@@ -114,9 +121,7 @@ def test_group_and_name_reach_the_wandb_run(wandb_env, tmp_path):
 
     from src.tracking import build_loggers
 
-    for name, value in wandb_run_env(tmp_path).items():
-        if value is not None:
-            wandb_env.setenv(name, value)
+    set_wandb_run_env(wandb_env, tmp_path)
     run_dir = tmp_path / "run"
     loggers = build_loggers(run_dir=run_dir, wandb_enabled=True, wandb_project="studies",
                             wandb_name="lr 0.01 (good)", wandb_mode="offline",
@@ -138,9 +143,7 @@ def test_runs_in_one_process_get_their_own_wandb_runs(wandb_env, image_folder, t
 
     from experiments import cifar_mlp
 
-    for name, value in wandb_run_env(tmp_path, WANDB_MODE="offline").items():
-        if value is not None:
-            wandb_env.setenv(name, value)
+    set_wandb_run_env(wandb_env, tmp_path, WANDB_MODE="offline")
     for run in ("first", "second"):
         cifar_mlp.main([
             "--data.data_dir", str(image_folder), "--run_dir", str(tmp_path / run),
@@ -153,3 +156,20 @@ def test_runs_in_one_process_get_their_own_wandb_runs(wandb_env, image_folder, t
     for run, run_id in zip(("first", "second"), ids, strict=True):
         offline = list((tmp_path / run / "wandb").glob("offline-run-*"))
         assert [path.name.rsplit("-", 1)[1] for path in offline] == [run_id]
+
+
+@pytest.mark.slow  # starts W&B's service process
+def test_finders_alone_leave_no_wandb_run_open(wandb_env, image_folder, tmp_path):
+    # --tune.* without --tune.apply trains nothing, but the range test logs through W&B.
+    import wandb
+
+    from experiments import cifar_mlp
+
+    set_wandb_run_env(wandb_env, tmp_path, WANDB_MODE="offline")
+    cifar_mlp.main([
+        "--data.data_dir", str(image_folder), "--run_dir", str(tmp_path / "run"),
+        "--trainer.enable_progress_bar", "false", "--model.hidden_widths", "[8]",
+        "--data.batch_size", "16", "--wandb.enabled", "true", "--tune.lr_find", "true",
+        "--tune.lr_find_steps", "13"])
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert wandb.run is None
