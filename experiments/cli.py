@@ -217,6 +217,9 @@ def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
     if trainer.is_global_zero:
         print(f"Test accuracy: {100 * results['test/acc']:.2f}% "
               f"(test loss {results['test/loss']:.4f}; {which})", flush=True)
+        if "test/acc_flip_tta" in results:  # --model.flip_tta true
+            print(f"Test accuracy with flip TTA: {100 * results['test/acc_flip_tta']:.2f}% "
+                  f"(mean softmax of each test image and its mirror image)", flush=True)
     return results
 
 

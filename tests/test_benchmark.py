@@ -2,6 +2,7 @@
 Correctness only: no timing is asserted."""
 
 import csv
+import statistics
 import time
 
 import lightning as L
@@ -80,6 +81,63 @@ def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_time_to_94_rows_per_seed_mean_and_flip_tta(image_folder, tmp_path):
+    # --time-to-94 is refused on a CPU (days of training), so its rows are built here
+    # directly, on the tiny folder with a tiny ResNet18 and a target within reach.
+    args = benchmark.parse_args([
+        "--device", "cpu", "--precision", "32-true", "--batch-size", "16",
+        "--resnet-widths", "4", "8", "8", "8", "--target-94", "0.3", "--seeds", "2",
+        "--data-dir", str(image_folder), "--out", str(tmp_path)])
+    rows = benchmark.time_to_94_rows(args)
+    seeds, mean = rows[:2], rows[2:]
+    assert [row["setup"] for row in seeds] == ["cifar_resnet18_fast94.yaml seed 0",
+                                               "cifar_resnet18_fast94.yaml seed 1"]
+    for row in seeds:
+        assert "reached 30% after epoch" in row["note"]  # seeded: both get there on a CPU
+        assert row["time_s"] > 0 and 0.3 <= row["accuracy"] <= 1.0
+        # The recipe sets model.flip_tta: its accuracy is reported in its own column.
+        assert 0.0 <= row["accuracy_flip_tta"] <= 1.0
+    times = [row["time_s"] for row in seeds]
+    assert [row["setup"] for row in mean] == ["cifar_resnet18_fast94.yaml mean"]
+    assert mean[0]["time_s"] == pytest.approx(statistics.mean(times))
+    assert mean[0]["note"] == (f"mean +- std {statistics.mean(times):.1f} +- "
+                               f"{statistics.stdev(times):.1f} s over the 2 of 2 seeds "
+                               f"that reached the target")
+
+
+def test_accuracy_with_flip_is_the_mirror_averaged_softmax():
+    datamodule, model = tiny_parts()
+    datamodule.setup("fit")
+    model.eval()
+    images, labels = datamodule.test_set.images, datamodule.test_set.labels
+    normalized = datamodule.normalize(images)
+    with torch.no_grad():
+        probs = model(normalized).softmax(-1)
+        mirrored = model(normalized.flip(-1)).softmax(-1)
+    plain_hits = probs.argmax(-1) == labels
+    tta_hits = (probs + mirrored).argmax(-1) == labels
+    assert not torch.equal(plain_hits, tta_hits)  # so that the two cannot be mixed up unseen
+    for with_flip, hits in ((False, plain_hits), (True, tta_hits)):
+        value = timing.accuracy(model, images, labels, datamodule.normalize,
+                                torch.device("cpu"), batch_size=5, with_flip=with_flip)
+        assert value == pytest.approx(hits.float().mean().item())
+
+
+def test_time_to_accuracy_reports_flip_tta_after_each_epoch():
+    datamodule, model = tiny_parts()
+    datamodule.setup("fit")
+    images, labels = datamodule.test_set.images, datamodule.test_set.labels
+    clock = TimeToAccuracy(1.1, images, labels, flip_tta=True)  # never reached: 2 epochs
+    quiet_trainer(max_epochs=2, callbacks=[clock]).fit(model, datamodule=datamodule)
+    assert sorted(clock.flip_tta_accuracy) == [1, 2]
+    model.eval()
+    after_training = timing.accuracy(model, images, labels, datamodule.normalize,
+                                     torch.device("cpu"), with_flip=True)
+    assert clock.flip_tta_accuracy[2] == pytest.approx(after_training)
+    assert clock.history[-1][2] == pytest.approx(timing.accuracy(
+        model, images, labels, datamodule.normalize, torch.device("cpu")))
+
+
 # -- the clocks and the plain loop -----------------------------------------------------
 
 def tiny_parts(seed: int = 0):
@@ -131,7 +189,7 @@ def test_time_to_accuracy_keeps_its_test_evaluation_off_the_clock(monkeypatch):
     offset = [0.0]
     evaluations = []
 
-    def fake_accuracy(module, images, labels, normalize, device):
+    def fake_accuracy(module, images, labels, normalize, device, **options):
         assert not module.training  # evaluated in eval mode
         evaluations.append(len(labels))
         offset[0] += 1000.0

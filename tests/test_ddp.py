@@ -76,6 +76,7 @@ def test_two_process_ddp_matches_one_process_evaluation(tmp_path):
         "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(out_dir),
         "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
         "--model.hidden_widths", "[16]", "--model.scheduler", "constant", *data_flags,
+        "--model.flip_tta", "true",
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
     ], timeout=540)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -87,6 +88,7 @@ def test_two_process_ddp_matches_one_process_evaluation(tmp_path):
     with open(run_dir / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
     ddp_val, ddp_test = last_value(rows, "val/acc"), last_value(rows, "test/acc")
+    ddp_test_tta = last_value(rows, "test/acc_flip_tta")
 
     checkpoint = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     model = ImageClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
@@ -95,11 +97,14 @@ def test_two_process_ddp_matches_one_process_evaluation(tmp_path):
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
     single_val = trainer.validate(model, datamodule=datamodule, verbose=False)[0]["val/acc"]
-    single_test = trainer.test(model, datamodule=datamodule, verbose=False)[0]["test/acc"]
+    single = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    single_test, single_test_tta = single["test/acc"], single["test/acc_flip_tta"]
 
     assert 0 < ddp_test < 1 and 0 < ddp_val < 1  # else duplicates could not show
     assert ddp_val == pytest.approx(single_val, abs=1e-6)
     assert ddp_test == pytest.approx(single_test, abs=1e-6)
+    assert ddp_test_tta == pytest.approx(single_test_tta, abs=1e-6)  # synced like test/acc
     # Whole images out of 31 and 15: counts over 32 or 16 images would not fit.
     assert abs(ddp_test * 31 - round(ddp_test * 31)) < 1e-4
+    assert abs(ddp_test_tta * 31 - round(ddp_test_tta * 31)) < 1e-4
     assert abs(ddp_val * 15 - round(ddp_val * 15)) < 1e-4

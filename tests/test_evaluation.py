@@ -111,6 +111,31 @@ def test_evaluate_one_checkpoint_matches_the_runs_test_and_flip_tta(
     assert (out_dir / "m1_confusion.png").stat().st_size > 0
 
 
+def test_training_run_reports_flip_tta_separately_and_as_evaluate_computes_it(
+        image_folder, tmp_path, capsys):
+    results = cifar_mlp.main([
+        "--data.data_dir", str(image_folder), "--data.batch_size", "16",
+        "--trainer.default_root_dir", str(tmp_path),
+        "--model.hidden_widths", "[16]", "--model.flip_tta", "true",
+        # Barely trained, so that some test images are classified differently mirrored.
+        "--model.lr", "0.002", "--trainer.max_epochs", "1", *QUIET])
+    printed = capsys.readouterr().out
+    best = next((tmp_path / "version_0" / "checkpoints").glob("best-*.ckpt"))
+    member = evaluate.main([str(best), "--out_dir", str(tmp_path / "evaluation"),
+                            "--accelerator", "cpu"]).members[0]
+    # The plain figures stay those of the plain images; the TTA figure is logged beside them.
+    assert results["test/acc"] == pytest.approx(member.accuracy)
+    assert results["test/acc_flip_tta"] == pytest.approx(member.tta_accuracy)
+    assert member.tta_accuracy != member.accuracy  # so the two cannot be mixed up unseen
+    assert f"Test accuracy: {100 * member.accuracy:.2f}%" in printed
+    assert f"Test accuracy with flip TTA: {100 * member.tta_accuracy:.2f}%" in printed
+
+
+def test_flip_tta_is_off_by_default(trained_run):
+    _, results, _ = trained_run
+    assert "test/acc_flip_tta" not in results
+
+
 def test_ensemble_of_two_identical_checkpoints_equals_one_member(trained_run, tmp_path):
     _, _, best = trained_run
     evaluation = evaluate.main([str(best), str(best), "--out_dir", str(tmp_path),

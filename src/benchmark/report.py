@@ -17,6 +17,7 @@ COLUMNS = {
     "epoch_s": "epoch s (50k images)",
     "time_s": "time to target s",
     "accuracy": "test acc",
+    "accuracy_flip_tta": "test acc, flip TTA",
     "ratio": "ratio",
     "note": "note",
 }

@@ -11,6 +11,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
+from src.evaluation import flip_tta
+
 
 def synchronize(device: torch.device) -> None:
     """Wait for the work queued on `device` (a no-op on the CPU)."""
@@ -72,12 +74,19 @@ def evaluated_module(trainer: L.Trainer, pl_module: L.LightningModule) -> L.Ligh
 @torch.no_grad()
 def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
              labels: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor],
-             device: torch.device, batch_size: int = 1000) -> float:
-    """Share of `images` (uint8 [N, C, H, W], any device) classified as `labels` [N]."""
+             device: torch.device, batch_size: int = 1000, with_flip: bool = False) -> float:
+    """Share of `images` (uint8 [N, C, H, W], any device) classified as `labels` [N].
+
+    with_flip: classify by the mean softmax of each image and its mirror image (flip TTA).
+    """
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(labels), batch_size):
         batch = normalize(images[start:start + batch_size].to(device))
-        predicted = forward(batch).argmax(dim=-1)
+        scores = forward(batch)  # [B, K] logits
+        if with_flip:
+            scores = flip_tta(scores.float().softmax(dim=-1),
+                              forward(batch.flip(-1)).float().softmax(dim=-1))
+        predicted = scores.argmax(dim=-1)
         correct += (predicted == labels[start:start + batch_size].to(device)).sum()
     return correct.item() / len(labels)
 
@@ -89,12 +98,17 @@ class TimeToAccuracy(L.Callback):
     The clock starts when training starts (data already loaded) and counts everything
     Lightning does in the epochs (validation included), minus this callback's own test
     evaluations. `history`: (epoch, seconds, test accuracy) after each epoch; `reached`:
-    that tuple for the first epoch at or above the target, or None.
+    that tuple for the first epoch at or above the target, or None. With `flip_tta`,
+    `flip_tta_accuracy[epoch]` is the test accuracy with flip TTA after that epoch, also
+    off the clock; the target is judged on the plain accuracy.
     """
 
-    def __init__(self, target: float, images: torch.Tensor, labels: torch.Tensor):
+    def __init__(self, target: float, images: torch.Tensor, labels: torch.Tensor,
+                 flip_tta: bool = False):
         self.target = target
         self.images, self.labels = images, labels
+        self.flip_tta = flip_tta
+        self.flip_tta_accuracy: dict[int, float] = {}
         self.history: list[tuple[int, float, float]] = []
         self.reached: tuple[int, float, float] | None = None
         self.start = 0.0
@@ -114,6 +128,10 @@ class TimeToAccuracy(L.Callback):
         with trainer.precision_plugin.forward_context():
             value = accuracy(module, self.images, self.labels, trainer.datamodule.normalize,
                              pl_module.device)
+            if self.flip_tta:
+                self.flip_tta_accuracy[trainer.current_epoch + 1] = accuracy(
+                    module, self.images, self.labels, trainer.datamodule.normalize,
+                    pl_module.device, with_flip=True)
         module.train(was_training)
         entry = (trainer.current_epoch + 1, seconds, value)
         self.history.append(entry)

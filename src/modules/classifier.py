@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from src.callbacks.freeze_backbone import FreezeBackbone
 from src.checkpoint_io import CheckpointError, check_checkpoint_fits, read_checkpoint
 from src.errors import ConfigError, check_range
+from src.evaluation import flip_tta
 from src.modules.losses import (
     build_loss,
     hard_labels,
@@ -136,6 +137,9 @@ class ImageClassifier(L.LightningModule):
             now and then, and hung.
         compile: compile the network with torch.compile (`nn.Module.compile`, so the
             checkpoint keys stay the same); the first steps take longer while it compiles.
+        flip_tta: also test with horizontal-flip test-time augmentation (the mean of the
+            softmax of each image and of its mirror image) and log it separately as
+            test/acc_flip_tta; test/acc and test/loss stay those of the plain images.
     """
 
     def __init__(
@@ -201,6 +205,7 @@ class ImageClassifier(L.LightningModule):
         plateau_patience: int = 3,
         channels_last: bool = False,
         compile: bool = False,
+        flip_tta: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -226,6 +231,8 @@ class ImageClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.test_acc_flip_tta = MulticlassAccuracy(num_classes, average="micro",
+                                                    validate_args=False)
         # Loss means as metrics: synced across DDP ranks once per epoch, weighted by
         # batch size, so uneven last batches and uneven shards are averaged exactly.
         # nan_strategy="disable": the NaN check is a device sync every step (a NaN loss
@@ -322,7 +329,7 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def _evaluate(self, batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy,
-                  stage: str) -> None:
+                  stage: str) -> torch.Tensor:
         images, targets = batch
         # Evaluation always uses the plain cross-entropy so val/test losses of runs with
         # and without label smoothing are comparable.
@@ -332,12 +339,22 @@ class ImageClassifier(L.LightningModule):
         acc_metric(logits, targets)
         self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
+        return logits
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.val_loss, self.val_acc, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_acc, "test")
+        logits = self._evaluate(batch, self.test_loss, self.test_acc, "test")
+        if self.hparams.flip_tta:
+            images, targets = batch
+            # Per-channel normalization commutes with a flip, so mirroring the normalized
+            # batch equals mirroring the raw images.
+            probs = flip_tta(logits.float().softmax(dim=-1),
+                             self(images.flip(-1)).float().softmax(dim=-1))
+            self.test_acc_flip_tta(probs, targets)
+            self.log("test/acc_flip_tta", self.test_acc_flip_tta, on_step=False,
+                     on_epoch=True)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, list | tuple) else batch
