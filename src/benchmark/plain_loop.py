@@ -11,9 +11,9 @@ import time
 
 import torch
 
-from src.benchmark.timing import synchronize
 from src.datamodules.base import ImageDataModule
 from src.datamodules.tensor_loader import TensorBatchLoader
+from src.device_clock import synchronize
 from src.errors import ConfigError
 from src.modules.classifier import ImageClassifier
 from src.modules.losses import hard_labels

@@ -11,13 +11,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
+from src.device_clock import synchronize
 from src.evaluation import flip_tta
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the work queued on `device` (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StepTimer(L.Callback):

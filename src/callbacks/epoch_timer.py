@@ -10,13 +10,8 @@ read (epoch end, validation start and end), never per step.
 import time
 
 import lightning as L
-import torch
 
-
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # the queued kernels belong to the time measured
-    return time.perf_counter()
+from src.device_clock import device_time
 
 
 class EpochTimer(L.Callback):
@@ -40,16 +35,16 @@ class EpochTimer(L.Callback):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._epoch_start is not None and not trainer.sanity_checking:
-            self._validation_start = _now(pl_module.device)
+            self._validation_start = device_time(pl_module.device)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._validation_start is not None:
-            self._validation_seconds += _now(pl_module.device) - self._validation_start
+            self._validation_seconds += device_time(pl_module.device) - self._validation_start
             self._validation_start = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._epoch_start is None:
             return
-        seconds = _now(pl_module.device) - self._epoch_start - self._validation_seconds
+        seconds = device_time(pl_module.device) - self._epoch_start - self._validation_seconds
         pl_module.log("time/train_epoch_s", seconds, on_step=False, on_epoch=True)
         self._epoch_start = None
