@@ -188,7 +188,7 @@ def recipe_time_to_accuracy(config_name: str, target: float, seed: int, max_epoc
     model = build_model(recipe, datamodule, args)
     # A recipe with flip TTA (model.flip_tta) gets that accuracy reported beside the plain one.
     clock = TimeToAccuracy(target, datamodule.test_set.images, datamodule.test_set.labels,
-                           flip_tta=bool((recipe.get("model") or {}).get("flip_tta")))
+                           flip_tta=model.hparams.flip_tta)
     averaging = build_weight_averaging(
         ema_decay=(recipe.get("ema") or {}).get("decay"),
         swa_epoch_start=(recipe.get("swa") or {}).get("epoch_start"))

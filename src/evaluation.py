@@ -5,7 +5,7 @@ Metrics come from torchmetrics; this module only gathers probabilities and write
 """
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,18 @@ class Predictions:
 def flip_tta(probs: torch.Tensor, flipped_probs: torch.Tensor) -> torch.Tensor:
     """Horizontal-flip test-time augmentation: the mean of the two probability vectors."""
     return (probs + flipped_probs) / 2
+
+
+def mirror_averaged_probs(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                          logits: torch.Tensor) -> torch.Tensor:
+    """Flip TTA of one batch: [B, K] mean softmax of `images` [B, C, H, W] (whose `logits`
+    [B, K] are already computed) and of their mirror images.
+
+    Per-channel normalization commutes with a flip, so mirroring a normalized batch
+    equals mirroring the raw images.
+    """
+    return flip_tta(logits.float().softmax(dim=-1),
+                    forward(images.flip(-1)).float().softmax(dim=-1))
 
 
 def ensemble_probs(members: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Clocks for training-speed measurements: steps per second and time to an accuracy.
 
 Device work is asynchronous, so every clock reading waits for the device first
-(`synchronize`); nothing else here waits for it.
+(`device_time`); nothing else here waits for it.
 """
 
 import time
@@ -11,8 +11,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
-from src.device_clock import synchronize
-from src.evaluation import flip_tta
+from src.device_clock import device_time
+from src.evaluation import mirror_averaged_probs
 
 
 class StepTimer(L.Callback):
@@ -32,23 +32,19 @@ class StepTimer(L.Callback):
         self.start: float | None = None
         self.end: float | None = None
 
-    def _clock(self, device: torch.device) -> float:
-        synchronize(device)
-        return time.perf_counter()
-
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.warmup == 0:
-            self.start = self._clock(pl_module.device)
+            self.start = device_time(pl_module.device)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step  # optimizer steps done, this one included
         if step == self.warmup:
-            self.start = self._clock(pl_module.device)
+            self.start = device_time(pl_module.device)
         elif step > self.warmup:
             self.images += len(batch[1])  # a shape: no device sync
             if step == trainer.max_steps:
-                self.end = self._clock(pl_module.device)
+                self.end = device_time(pl_module.device)
 
     @property
     def images_per_second(self) -> float:
@@ -67,23 +63,32 @@ def evaluated_module(trainer: L.Trainer, pl_module: L.LightningModule) -> L.Ligh
 
 
 @torch.no_grad()
-def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-             labels: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor],
-             device: torch.device, batch_size: int = 1000, with_flip: bool = False) -> float:
-    """Share of `images` (uint8 [N, C, H, W], any device) classified as `labels` [N].
-
-    with_flip: classify by the mean softmax of each image and its mirror image (flip TTA).
-    """
+def accuracies(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+               labels: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor],
+               device: torch.device, batch_size: int = 1000,
+               with_flip: bool = False) -> tuple[float, float | None]:
+    """Shares of `images` (uint8 [N, C, H, W], any device) classified as `labels` [N], in
+    one pass: (plain, with flip TTA) where flip TTA classifies by the mean softmax of each
+    image and its mirror image; the second is None unless `with_flip`."""
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    correct_tta = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(labels), batch_size):
         batch = normalize(images[start:start + batch_size].to(device))
-        scores = forward(batch)  # [B, K] logits
+        batch_labels = labels[start:start + batch_size].to(device)
+        logits = forward(batch)  # [B, K]
+        correct += (logits.argmax(dim=-1) == batch_labels).sum()
         if with_flip:
-            scores = flip_tta(scores.float().softmax(dim=-1),
-                              forward(batch.flip(-1)).float().softmax(dim=-1))
-        predicted = scores.argmax(dim=-1)
-        correct += (predicted == labels[start:start + batch_size].to(device)).sum()
-    return correct.item() / len(labels)
+            probs = mirror_averaged_probs(forward, batch, logits)
+            correct_tta += (probs.argmax(dim=-1) == batch_labels).sum()
+    plain = correct.item() / len(labels)
+    return plain, correct_tta.item() / len(labels) if with_flip else None
+
+
+def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+             labels: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor],
+             device: torch.device, batch_size: int = 1000) -> float:
+    """Share of `images` (uint8 [N, C, H, W], any device) classified as `labels` [N]."""
+    return accuracies(forward, images, labels, normalize, device, batch_size)[0]
 
 
 class TimeToAccuracy(L.Callback):
@@ -110,23 +115,20 @@ class TimeToAccuracy(L.Callback):
         self.off_clock = 0.0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        synchronize(pl_module.device)
-        self.start = time.perf_counter()
+        self.start = device_time(pl_module.device)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        synchronize(pl_module.device)
-        paused = time.perf_counter()
+        paused = device_time(pl_module.device)
         seconds = paused - self.start - self.off_clock
         module = evaluated_module(trainer, pl_module)
         was_training = module.training
         module.eval()
         with trainer.precision_plugin.forward_context():
-            value = accuracy(module, self.images, self.labels, trainer.datamodule.normalize,
-                             pl_module.device)
-            if self.flip_tta:
-                self.flip_tta_accuracy[trainer.current_epoch + 1] = accuracy(
-                    module, self.images, self.labels, trainer.datamodule.normalize,
-                    pl_module.device, with_flip=True)
+            value, value_tta = accuracies(module, self.images, self.labels,
+                                          trainer.datamodule.normalize, pl_module.device,
+                                          with_flip=self.flip_tta)
+        if value_tta is not None:
+            self.flip_tta_accuracy[trainer.current_epoch + 1] = value_tta
         module.train(was_training)
         entry = (trainer.current_epoch + 1, seconds, value)
         self.history.append(entry)

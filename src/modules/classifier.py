@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from src.callbacks.freeze_backbone import FreezeBackbone
 from src.checkpoint_io import CheckpointError, check_checkpoint_fits, read_checkpoint
 from src.errors import ConfigError, check_range
-from src.evaluation import flip_tta
+from src.evaluation import mirror_averaged_probs
 from src.modules.losses import (
     build_loss,
     hard_labels,
@@ -348,11 +348,7 @@ class ImageClassifier(L.LightningModule):
         logits = self._evaluate(batch, self.test_loss, self.test_acc, "test")
         if self.hparams.flip_tta:
             images, targets = batch
-            # Per-channel normalization commutes with a flip, so mirroring the normalized
-            # batch equals mirroring the raw images.
-            probs = flip_tta(logits.float().softmax(dim=-1),
-                             self(images.flip(-1)).float().softmax(dim=-1))
-            self.test_acc_flip_tta(probs, targets)
+            self.test_acc_flip_tta(mirror_averaged_probs(self, images, logits), targets)
             self.log("test/acc_flip_tta", self.test_acc_flip_tta, on_step=False,
                      on_epoch=True)
 
