@@ -3,12 +3,13 @@
     python -m experiments.cifar_resnet18 [--config FILE] [--print_config] [--section.key VALUE ...]
 """
 
-from experiments.cli import run_experiment
+from experiments import RECIPES
+from src.cli.experiment import run_experiment
 from src.datamodules.cifar10 import CIFAR10DataModule
 
 
 def main(args: list[str] | None = None) -> dict[str, float] | None:
-    return run_experiment(CIFAR10DataModule, "cifar_resnet18.yaml", args)
+    return run_experiment(CIFAR10DataModule, RECIPES.config("cifar_resnet18"), args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ $FASHION_MNIST_DIR): an image folder or torchvision's files, downloaded when mis
 
 from itertools import accumulate
 
-from src.studies import cli
+from experiments import RECIPES
+from src.cli import study as cli
 from src.studies.study import Budget, Study, Variant
 
 EPOCHS = 10  # the assignment's
@@ -62,7 +63,7 @@ STUDY = Study(
 
 
 def main(argv: list[str] | None = None):
-    return cli.main(STUDY, argv)
+    return cli.main(STUDY, RECIPES, argv)
 
 
 if __name__ == "__main__":

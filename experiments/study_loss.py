@@ -1,6 +1,7 @@
 """Study: the training loss. `python -m experiments.study_loss --help`"""
 
-from src.studies import cli
+from experiments import RECIPES
+from src.cli import study as cli
 from src.studies.presets import full, plain_mlp, quick, sgd_momentum
 from src.studies.study import Study, Variant
 
@@ -28,7 +29,7 @@ STUDY = Study(
 
 
 def main(argv: list[str] | None = None):
-    return cli.main(STUDY, argv)
+    return cli.main(STUDY, RECIPES, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Study: learning-rate schedules. `python -m experiments.study_lr_schedule --help`"""
 
-from src.studies import cli
+from experiments import RECIPES
+from src.cli import study as cli
 from src.studies.presets import full, plain_mlp, quick, sgd_momentum
 from src.studies.study import Study, Variant
 
@@ -48,7 +49,7 @@ STUDY = Study(
 
 
 def main(argv: list[str] | None = None):
-    return cli.main(STUDY, argv)
+    return cli.main(STUDY, RECIPES, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 from dataclasses import replace
 
-from src.studies import cli
+from experiments import RECIPES
+from src.cli import study as cli
 from src.studies.presets import full, quick
 from src.studies.study import Study, Variant
 
@@ -49,7 +50,7 @@ STUDY = Study(
 
 
 def main(argv: list[str] | None = None):
-    return cli.main(STUDY, argv)
+    return cli.main(STUDY, RECIPES, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Study: optimizers. `python -m experiments.study_optimizer --help`"""
 
-from src.studies import cli
+from experiments import RECIPES
+from src.cli import study as cli
 from src.studies.presets import full, plain_mlp, quick
 from src.studies.study import Study, Variant
 
@@ -47,7 +48,7 @@ STUDY = Study(
 
 
 def main(argv: list[str] | None = None):
-    return cli.main(STUDY, argv)
+    return cli.main(STUDY, RECIPES, argv)
 
 
 if __name__ == "__main__":

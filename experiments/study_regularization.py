@@ -1,6 +1,7 @@
 """Study: the regularization chain on the MLP (`--help` for the flags)."""
 
-from src.studies import cli
+from experiments import RECIPES
+from src.cli import study as cli
 from src.studies.presets import plain_mlp
 from src.studies.study import Budget, Study, Variant
 
@@ -55,7 +56,7 @@ STUDY = Study(
 
 
 def main(argv: list[str] | None = None):
-    return cli.main(STUDY, argv)
+    return cli.main(STUDY, RECIPES, argv)
 
 
 if __name__ == "__main__":

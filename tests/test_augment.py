@@ -7,16 +7,16 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from src.datamodules.augment import AUGMENTATIONS, build_augmentation, build_augmentations
-from src.datamodules.augment_base import LabelMixing
-from src.datamodules.augment_color import (
+from src.datamodules.augment.base import LabelMixing
+from src.datamodules.augment.color import (
     ColorJitter,
     GaussianBlur,
     GaussianNoise,
     RandomGrayscale,
     RandomRGBShift,
 )
-from src.datamodules.augment_erase import Cutout, RandomErasing
-from src.datamodules.augment_geometric import (
+from src.datamodules.augment.erase import Cutout, RandomErasing
+from src.datamodules.augment.geometric import (
     RandomAffine,
     RandomCropWithPadding,
     RandomHorizontalFlip,

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 import yaml
 
 from experiments import cifar_mlp
+from src.core.errors import ConfigError
 from src.datamodules.augment import AUGMENTATIONS, build_augmentations, parameter_defaults
 from src.datamodules.base import ImageDataModule
 from src.datamodules.cifar10 import CIFAR10DataModule
-from src.errors import ConfigError
 from src.modules import ImageClassifier
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from src.datamodules.augment_mix import CutMix, MixUp, Mosaic
+from src.datamodules.augment.mix import CutMix, MixUp, Mosaic
 
 BATCH = 16
 

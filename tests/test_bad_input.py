@@ -18,12 +18,12 @@ from entry_points import error_lines, run_entry_point
 from PIL import Image
 
 from experiments import cifar_mlp
-from src.checkpoint_io import CheckpointError, read_checkpoint
+from src.core.errors import ConfigError
 from src.datamodules.cifar10 import CIFAR10DataModule
-from src.errors import ConfigError
 from src.modules import ImageClassifier
 from src.modules.classifier import load_classifier
-from src.preflight import check_accelerator
+from src.runs.checkpoints import CheckpointError, read_checkpoint
+from src.runs.preflight import check_accelerator
 
 
 def run_args(data_dir, out_dir, *flags: str) -> list[str]:
@@ -363,7 +363,7 @@ def test_missing_checkpoint(tmp_path):
 def test_torchrun_or_srun_without_a_shared_run_dir_stops_every_rank(
         image_folder, tmp_path, capsys, monkeypatch, variable):
     # Rank 0 must refuse too: stopping rank 1 alone left rank 0 waiting in DDP set-up.
-    from experiments.run_dir import RUN_DIR_ENV
+    from src.runs.run_dir import RUN_DIR_ENV
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     monkeypatch.setenv(variable, "2")
     line = fails_with_one_line(capsys, image_folder, tmp_path / "out")

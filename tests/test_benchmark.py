@@ -9,11 +9,12 @@ import lightning as L
 import pytest
 import torch
 
-from experiments import benchmark
-from src import device_clock
+from experiments import RECIPES, benchmark
 from src.benchmark import timing
 from src.benchmark.plain_loop import plain_loop_throughput
 from src.benchmark.timing import StepTimer, TimeToAccuracy
+from src.cli import benchmark as benchmark_lib
+from src.core import clock as device_clock
 from src.datamodules.synthetic import SyntheticImageDataModule
 from src.modules.classifier import ImageClassifier
 
@@ -85,11 +86,12 @@ def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_pat
 def test_time_to_94_rows_per_seed_mean_and_flip_tta(image_folder, tmp_path):
     # --time-to-94 is refused on a CPU (days of training), so its rows are built here
     # directly, on the tiny folder with a tiny ResNet18 and a target within reach.
-    args = benchmark.parse_args([
+    args = benchmark_lib.parse_args([
         "--device", "cpu", "--precision", "32-true", "--batch-size", "16",
         "--resnet-widths", "4", "8", "8", "8", "--target-94", "0.3", "--seeds", "2",
         "--data-dir", str(image_folder), "--out", str(tmp_path)])
-    rows = benchmark.time_to_94_rows(args)
+    args.recipes = RECIPES
+    rows = benchmark_lib.time_to_94_rows(args)
     seeds, mean = rows[:2], rows[2:]
     assert [row["setup"] for row in seeds] == ["cifar_resnet18_fast94.yaml seed 0",
                                                "cifar_resnet18_fast94.yaml seed 1"]

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from src.callbacks.exact_resume import collect_rng_states, restore_rng_states
-from src.checkpoint_io import CheckpointError, SafeCheckpointIO, read_checkpoint
+from src.core.errors import ConfigError
 from src.datamodules.tensor_loader import TensorBatchLoader
-from src.errors import ConfigError
-from src.tracking import ResumableCSVLogger
+from src.runs.checkpoints import CheckpointError, SafeCheckpointIO, read_checkpoint
+from src.runs.tracking import ResumableCSVLogger
 
 
 class NotPlainData:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from src.core.errors import ConfigError
 from src.datamodules.cifar10 import CIFAR10DataModule
-from src.errors import ConfigError
 
 # The fixture's class i has mean pixel value about 60 + 40 * i (see conftest).
 

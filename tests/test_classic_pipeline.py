@@ -9,10 +9,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from experiments import cifar_resnet18
+from src.core.errors import ConfigError
 from src.datamodules import CIFAR10DataModule
-from src.datamodules.augment_geometric import RandomCropWithPadding, RandomHorizontalFlip
+from src.datamodules.augment.geometric import RandomCropWithPadding, RandomHorizontalFlip
 from src.datamodules.classic import classic_loader, per_image_transform
-from src.errors import ConfigError
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

@@ -4,8 +4,8 @@ import lightning as L
 import pytest
 import torch
 
+from src.core.errors import ConfigError
 from src.datamodules import CIFAR10DataModule
-from src.errors import ConfigError
 from src.modules import ImageClassifier
 
 

@@ -4,12 +4,12 @@ import lightning
 import pytest
 import torch
 
+from src.core.errors import ConfigError, DataError
 from src.datamodules import CIFAR10DataModule, FashionMNISTDataModule
 from src.datamodules import sources as sources_module
 from src.datamodules.base import channel_stats
 from src.datamodules.splits import stratified_split, stratified_subset
 from src.datamodules.tensor_loader import TensorBatchLoader
-from src.errors import ConfigError, DataError
 from tests.conftest import CLASS_NAMES, write_image_folder
 
 

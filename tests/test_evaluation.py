@@ -8,7 +8,12 @@ import torch
 
 from experiments import cifar_mlp, evaluate
 from src.datamodules import CIFAR10DataModule
-from src.evaluation import confusion_matrix, ensemble_probs, flip_tta, per_class_accuracy
+from src.evaluation.predictions import (
+    confusion_matrix,
+    ensemble_probs,
+    flip_tta,
+    per_class_accuracy,
+)
 from src.modules import ImageClassifier
 from tests.conftest import write_image_folder
 

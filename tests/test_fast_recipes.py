@@ -5,8 +5,7 @@ of 1 step run the whole schedule, the EMA and the final test instead."""
 
 import pytest
 
-from experiments import cifar_mlp, cifar_resnet18
-from experiments.cli import CONFIG_DIR
+from experiments import RECIPES, cifar_mlp, cifar_resnet18
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -14,7 +13,7 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 @pytest.mark.parametrize("recipe", ["cifar_resnet18_fast94.yaml", "cifar_resnet18_5min.yaml"])
 def test_fast_recipe_runs_end_to_end(recipe, image_folder, tmp_path):
     results = cifar_resnet18.main([
-        "--config", str(CONFIG_DIR / recipe), "--data.data_dir", str(image_folder),
+        "--config", str(RECIPES.config(recipe)), "--data.data_dir", str(image_folder),
         "--data.batch_size", "16", "--model.resnet_widths", "[4,8,8,8]",
         "--trainer.max_epochs", "4", "--trainer.limit_train_batches", "1",
         "--trainer.default_root_dir", str(tmp_path), *QUIET,
@@ -24,7 +23,7 @@ def test_fast_recipe_runs_end_to_end(recipe, image_folder, tmp_path):
 
 def test_fast52_mlp_recipe_runs_end_to_end(image_folder, tmp_path):
     results = cifar_mlp.main([
-        "--config", str(CONFIG_DIR / "cifar_mlp_fast52.yaml"), "--data.data_dir", str(image_folder),
+        "--config", str(RECIPES.config("cifar_mlp_fast52")), "--data.data_dir", str(image_folder),
         "--data.batch_size", "16", "--model.hidden_widths", "[8,8]",
         "--trainer.default_root_dir", str(tmp_path), *QUIET,
     ])

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src.callbacks import FreezeBackbone
 from src.callbacks.freeze_backbone import backbone_modules
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.modules import ImageClassifier
 
 

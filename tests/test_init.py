@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.modules.init import INITS, InitSettings, init_weights
 from src.modules.networks import build_network
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from src.core.errors import ConfigError
 from src.datamodules import CIFAR10DataModule
-from src.errors import ConfigError
 
 
 def val_batches(image_folder, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:

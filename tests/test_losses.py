@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from experiments import cifar_mlp
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.modules import ImageClassifier
 from src.modules.losses import LOSSES, build_loss, inverse_frequency_weights
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.modules.layers import NORM_NAMES, VECTOR_NORM_NAMES
 from src.modules.networks import build_network
 

@@ -7,7 +7,7 @@ from timm.layers import DropBlock2d
 from torch import nn
 
 from experiments import cifar_mlp, cifar_resnet18
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.modules import ImageClassifier
 from src.modules.layers import NORM_NAMES, VECTOR_NORM_NAMES
 from src.modules.networks import NETWORKS, build_network

@@ -8,7 +8,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from experiments import cifar_mlp
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.modules import ImageClassifier
 from src.modules.optimizers import (
     OPTIMIZERS,

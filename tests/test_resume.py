@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from experiments import cifar_mlp
-from src.checkpoint_io import CheckpointError, check_checkpoint_fits, read_checkpoint
 from src.modules import ImageClassifier
+from src.runs.checkpoints import CheckpointError, check_checkpoint_fits, read_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 6  # 86 training images (96 minus a 10% validation split) in batches of 16

@@ -11,9 +11,9 @@ from lightning.pytorch.loggers import CSVLogger
 from experiments import cifar_mlp
 from src.callbacks.activation_stats import ActivationStats
 from src.callbacks.initial_loss import InitialLossCheck
+from src.callbacks.overfit import OverfitCheck
 from src.datamodules import CIFAR10DataModule
 from src.modules import ImageClassifier
-from src.overfit import OverfitCheck
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from conftest import write_image_folder
 
-from src.studies import cli
+from experiments import RECIPES
+from src.cli import study as cli
 from src.studies.study import Budget, Study, Variant
 
 # Tiny networks and runs: the flags after `--` come last and override the studies' own.
@@ -115,7 +116,7 @@ EXPLODING = Study(
 
 def test_a_diverged_variant_is_a_result_not_a_failure(image_folder, tmp_path):
     out = tmp_path / "out"
-    results = cli.main(EXPLODING, ["--out", str(out), "--isolation", "inprocess", "--",
+    results = cli.main(EXPLODING, RECIPES, ["--out", str(out), "--isolation", "inprocess", "--",
                                    "--data.data_dir", str(image_folder)])
     exploded, fine = results
     assert exploded.diverged_at_step is not None and exploded.diverged_at_step >= 0
@@ -138,7 +139,7 @@ def test_an_interrupted_study_keeps_the_table_of_the_runs_it_finished(
     monkeypatch.setattr(runner, "run_trial", ctrl_c_on_the_second_run)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(EXPLODING, ["--out", str(out), "--isolation", "inprocess", "--",
+        cli.main(EXPLODING, RECIPES, ["--out", str(out), "--isolation", "inprocess", "--",
                              "--data.data_dir", str(image_folder)])
     assert exit_info.value.code == 130
     assert [row["variant"] for row in read_table(out)] == ["explodes"]
@@ -150,7 +151,7 @@ def test_a_first_run_that_cannot_start_stops_the_study_in_one_line(image_folder,
                                                                    capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
-        cli.main(EXPLODING, ["--out", str(out), "--isolation", "inprocess", "--",
+        cli.main(EXPLODING, RECIPES, ["--out", str(out), "--isolation", "inprocess", "--",
                              "--data.data_dir", str(image_folder), "--model.norm", "bogus"])
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip()

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from experiments import cifar_mlp, sweep
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.sweeps.pruning import MedianPruner, add_to_history
 from src.sweeps.run_metrics import find_metrics_file, read_metrics
 from src.sweeps.runner import BudgetClock, max_time_flag

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from experiments import cifar_resnet18
-from src.errors import ConfigError, UserInputError
+from src.core.errors import ConfigError, UserInputError
 from src.modules import ImageClassifier
 from src.modules.networks import build_network
 

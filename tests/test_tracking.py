@@ -9,8 +9,8 @@ import socket
 import pytest
 from entry_points import run_entry_point
 
-from src.errors import ConfigError
-from src.tracking import resolve_wandb_mode, wandb_server_reachable
+from src.core.errors import ConfigError
+from src.runs.tracking import resolve_wandb_mode, wandb_server_reachable
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
 FAKE_KEY = "0" * 40
@@ -119,7 +119,7 @@ def test_group_and_name_reach_the_wandb_run(wandb_env, tmp_path):
     # A study's runs share one W&B group (--wandb.group); offline, so nothing leaves here.
     from lightning.pytorch.loggers import WandbLogger
 
-    from src.tracking import build_loggers
+    from src.runs.tracking import build_loggers
 
     set_wandb_run_env(wandb_env, tmp_path)
     run_dir = tmp_path / "run"

@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from experiments import cifar_mlp
-from experiments.tuning import debias_lr_finder_losses, steepest_descent
+from src.cli.tuning import debias_lr_finder_losses, steepest_descent
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 

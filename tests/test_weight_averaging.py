@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from experiments import cifar_mlp
 from src.callbacks.weight_averaging import EMAWeights, SWAWeights, build_weight_averaging
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.modules import ImageClassifier
 
 

@@ -11,10 +11,10 @@ import time
 
 import torch
 
+from src.core.clock import synchronize
+from src.core.errors import ConfigError
 from src.datamodules.base import ImageDataModule
 from src.datamodules.tensor_loader import TensorBatchLoader
-from src.device_clock import synchronize
-from src.errors import ConfigError
 from src.modules.classifier import ImageClassifier
 from src.modules.losses import hard_labels
 from src.modules.optimizers import make_optimizer

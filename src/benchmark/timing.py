@@ -11,8 +11,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
-from src.device_clock import device_time
-from src.evaluation import mirror_averaged_probs
+from src.core.clock import device_time
+from src.evaluation.predictions import mirror_averaged_probs
 
 
 class StepTimer(L.Callback):

@@ -26,8 +26,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from src.errors import check_range
-from src.plots import plot_activation_stats
+from src.core.errors import check_range
+from src.reporting.plots import plot_activation_stats
 
 DEAD_KINDS = (nn.ReLU, nn.ReLU6)  # zero output and zero gradient for every x < 0
 SATURATION = {nn.Tanh: (-0.99, 0.99), nn.Sigmoid: (0.01, 0.99)}  # outside = saturated

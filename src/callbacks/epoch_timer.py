@@ -11,7 +11,7 @@ import time
 
 import lightning as L
 
-from src.device_clock import device_time
+from src.core.clock import device_time
 
 
 class EpochTimer(L.Callback):

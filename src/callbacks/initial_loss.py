@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from src.errors import check_range
+from src.core.errors import check_range
 
 
 def uniform_prediction_loss(pl_module: L.LightningModule, targets: torch.Tensor,

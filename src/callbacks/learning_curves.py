@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from src.plots import plot_learning_curves
+from src.reporting.plots import plot_learning_curves
 
 # Epoch-level metric names logged by ImageClassifier -> columns of the curves.
 METRICS = {"train/loss_epoch": "train_loss", "train/acc": "train_acc",

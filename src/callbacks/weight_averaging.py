@@ -36,7 +36,7 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn, update_bn
 
-from src.errors import ConfigError, check_range
+from src.core.errors import ConfigError, check_range
 
 
 class _EvaluateAveragedWeights(WeightAveraging):

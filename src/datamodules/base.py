@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from src.core.errors import ConfigError, DataError, check_range, lookup
 from src.datamodules.augment import build_augmentations
 from src.datamodules.classic import check_per_image, classic_loader, per_image_transform
 from src.datamodules.input_normalization import NORMALIZATIONS, normalization_constants
@@ -40,7 +41,6 @@ from src.datamodules.splits import (
     stratified_subset,
 )
 from src.datamodules.tensor_loader import TensorBatchLoader
-from src.errors import ConfigError, DataError, check_range, lookup
 
 SOURCES = ("auto", "folder", "torchvision")
 PIPELINES = ("fast", "classic")

@@ -23,23 +23,23 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode, v2
 
+from src.core.errors import ConfigError
 from src.datamodules.augment import AUGMENTATIONS, AugmentationPipeline
-from src.datamodules.augment_color import (
+from src.datamodules.augment.color import (
     ColorJitter,
     GaussianBlur,
     GaussianNoise,
     RandomGrayscale,
 )
-from src.datamodules.augment_erase import RandomErasing
-from src.datamodules.augment_geometric import (
+from src.datamodules.augment.erase import RandomErasing
+from src.datamodules.augment.geometric import (
     RandomAffine,
     RandomCropWithPadding,
     RandomHorizontalFlip,
     RandomResizedCrop,
     RandomRotation,
 )
-from src.datamodules.augment_policy import PerImagePolicy
-from src.errors import ConfigError
+from src.datamodules.augment.policy import PerImagePolicy
 
 INTERPOLATION_MODES = {"bilinear": InterpolationMode.BILINEAR,
                        "nearest": InterpolationMode.NEAREST}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from src.errors import lookup
+from src.core.errors import lookup
 
 Constants = tuple[torch.Tensor, torch.Tensor]  # shift [C], divisor [C], in 0..1 units
 

@@ -6,10 +6,10 @@ data set pick it with `--dataset NAME` and take the datamodule's own flags as `-
 
 from typing import Any
 
+from src.core.errors import lookup
 from src.datamodules.base import ImageDataModule
 from src.datamodules.cifar10 import CIFAR10DataModule
 from src.datamodules.fashion_mnist import FashionMNISTDataModule
-from src.errors import lookup
 
 DATAMODULES: dict[str, type[ImageDataModule]] = {
     "cifar10": CIFAR10DataModule,

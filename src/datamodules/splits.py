@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import torch
 
-from src.errors import ConfigError, check_range
+from src.core.errors import ConfigError, check_range
 
 
 def _class_indices(labels: torch.Tensor,

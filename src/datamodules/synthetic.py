@@ -5,9 +5,9 @@ from typing import Any
 
 import torch
 
+from src.core.errors import check_range
 from src.datamodules.base import ImageDataModule
 from src.datamodules.sources import ImageSet
-from src.errors import check_range
 
 
 class SyntheticImageDataModule(ImageDataModule):

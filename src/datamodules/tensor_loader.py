@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 
 
 class TensorBatchLoader:

@@ -17,9 +17,8 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from src.callbacks.freeze_backbone import FreezeBackbone
-from src.checkpoint_io import CheckpointError, check_checkpoint_fits, read_checkpoint
-from src.errors import ConfigError, check_range
-from src.evaluation import mirror_averaged_probs
+from src.core.errors import ConfigError, check_range
+from src.evaluation.predictions import mirror_averaged_probs
 from src.modules.losses import (
     build_loss,
     hard_labels,
@@ -35,6 +34,7 @@ from src.modules.schedulers import (
     make_scheduler,
     validate_scheduler,
 )
+from src.runs.checkpoints import CheckpointError, check_checkpoint_fits, read_checkpoint
 
 
 class ImageClassifier(L.LightningModule):

@@ -12,7 +12,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from src.errors import ConfigError, check_range, lookup
+from src.core.errors import ConfigError, check_range, lookup
 
 NormBuilder = Callable[[int], nn.Module]
 ActBuilder = Callable[[], nn.Module]

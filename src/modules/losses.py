@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from src.errors import ConfigError, DataError, check_range, lookup
+from src.core.errors import ConfigError, DataError, check_range, lookup
 
 AUTO_CLASS_WEIGHTS = "auto"
 

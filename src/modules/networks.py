@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 from torch import nn
 
-from src.errors import ConfigError, check_range, lookup
+from src.core.errors import ConfigError, check_range, lookup
 from src.modules.init import InitSettings, init_weights, validate_init
 from src.modules.layers import act_nonlinearity, get_act_layer, get_norm_layer, norm_after_act
 from src.modules.mlp import MLP

@@ -13,7 +13,7 @@ from timm.optim import Lamb
 from torch import nn
 from torch.optim import Optimizer
 
-from src.errors import ConfigError, check_range, lookup
+from src.core.errors import ConfigError, check_range, lookup
 
 # L-BFGS line search: torch's names, plus "none" for a fixed step of size lr.
 LBFGS_LINE_SEARCHES: dict[str, str | None] = {"strong_wolfe": "strong_wolfe", "none": None}

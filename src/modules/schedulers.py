@@ -21,7 +21,7 @@ from typing import Any
 
 from torch.optim import Optimizer, lr_scheduler
 
-from src.errors import ConfigError, check_range, lookup
+from src.core.errors import ConfigError, check_range, lookup
 from src.modules.optimizers import uses_momentum
 
 CYCLIC_MODES: dict[str, str] = {name: name for name in ("triangular", "triangular2", "exp_range")}

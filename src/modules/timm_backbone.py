@@ -21,7 +21,7 @@ import huggingface_hub
 import timm
 from torch import nn
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 
 CONNECT_TIMEOUT_S = 3.0
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from src.errors import lookup
+from src.core.errors import lookup
 from src.studies.runner import VariantResult
 
 Column = Callable[[VariantResult], str]

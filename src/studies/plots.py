@@ -1,7 +1,7 @@
 """The figure of a study: one panel per view, one line (or bar) per variant.
 
 Panels are named in the study (`Study.panels`) and drawn from each variant's own logs.
-Built on `matplotlib.figure.Figure` like src/plots.py (no pyplot, no display).
+Built on `matplotlib.figure.Figure` like src/reporting/plots.py (no pyplot, no display).
 """
 
 import math
@@ -14,8 +14,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from src.errors import lookup
-from src.plots import _save
+from src.core.errors import lookup
+from src.reporting.plots import _save
 from src.studies.columns import activation_stats_at_init
 from src.studies.runner import VariantResult
 

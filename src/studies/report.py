@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from src.cli.recipes import Recipes
 from src.studies.columns import column_value
 from src.studies.plots import plot_study
 from src.studies.runner import VariantResult
@@ -42,26 +43,26 @@ def study_table(study: Study, results: list[VariantResult]) -> tuple[list[str], 
     return headers, rows
 
 
-def _variant_flags(result: VariantResult, budget: str) -> str:
+def _variant_flags(result: VariantResult, budget: str, recipes: Recipes) -> str:
     variant = result.variant
     own = [*variant.flags, *variant.budget_flags.get(budget, ())]
     flags = f"`{shlex.join(own)}`" if own else "the common flags only"
-    return f"`experiments.{variant.base}` with {flags}" if variant.base else flags
+    return f"`{recipes.package}.{variant.base}` with {flags}" if variant.base else flags
 
 
-def write_report(study: Study, results: list[VariantResult], budget: str, command: list[str],
-                 out_dir: Path, seconds: float) -> str:
+def write_report(study: Study, recipes: Recipes, results: list[VariantResult], budget: str,
+                 command: list[str], out_dir: Path, seconds: float) -> str:
     """Write results.md, results.csv and results.png into out_dir; return the markdown."""
     headers, rows = study_table(study, results)
     write_csv(out_dir / "results.csv", headers, rows)
     plot_study(results, study.panels, study.title, out_dir / PLOT_FILE)
-    base = shlex.join(["python", "-m", f"experiments.{study.base}", *study.common_flags])
-    notes = "\n".join(f"- **{r.variant.label}** ({_variant_flags(r, budget)})"
+    base = recipes.command(study.base, *study.common_flags)
+    notes = "\n".join(f"- **{r.variant.label}** ({_variant_flags(r, budget, recipes)})"
                       f"{': ' + r.variant.note if r.variant.note else ''}" for r in results)
     text = (
         f"# {study.title}\n\n"
         f"**Question.** {study.question}\n\n"
-        f"- Command: `{shlex.join(['python', '-m', f'experiments.{study.name}', *command])}`\n"
+        f"- Command: `{recipes.command(study.name, *command)}`\n"
         f"- Budget: {budget}: {study.budgets[budget].description} "
         f"(`{shlex.join(study.budgets[budget].flags)}`)\n"
         f"- Every variant: `{base}`, then the variant's flags\n"

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from src.cli.recipes import Recipes
 from src.studies.study import Study, Variant
 from src.sweeps.run_metrics import Point, find_metrics_file, read_traces
-from src.sweeps.trial import TrialResult, check_first_run_started, entry_point_module, run_trial
+from src.sweeps.trial import TrialResult, check_first_run_started, run_trial
 
 # The first words of FiniteGuard's messages, as the entry point prints them.
 DIVERGED_PREFIXES = ("error: training loss is", "error: weights became non-finite")
@@ -55,15 +56,15 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") or "variant"
 
 
-def run_study(study: Study, variants: list[Variant], budget: str, extra_flags: list[str],
-              out_dir: Path, isolation: str,
+def run_study(study: Study, recipes: Recipes, variants: list[Variant], budget: str,
+              extra_flags: list[str], out_dir: Path, isolation: str,
               after_each: Callable[[list[VariantResult]], object] | None = None,
               ) -> list[VariantResult]:
     """Run the variants in order; `after_each(results so far)` follows every run, so an
     interrupted study keeps the table of the runs it finished."""
     results = []
     for variant in variants:
-        module = entry_point_module(variant.base or study.base)
+        module = recipes.module(variant.base or study.base)
         # The W&B run (when enabled) is named after the variant, unless the user says otherwise.
         # The output goes to a log file: no progress bars in it.
         flags = ["--trainer.enable_progress_bar", "false", *study.variant_flags(variant, budget),

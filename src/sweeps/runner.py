@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.sweeps.pruning import MedianPruner, add_to_history
 from src.sweeps.report import best_config_yaml, best_trial, markdown_table, trial_table, write_csv
 from src.sweeps.run_metrics import MONITOR

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from src.errors import ConfigError, check_range
+from src.core.errors import ConfigError, check_range
 
 KEY_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")  # section.name[.name...]
 RANGE_KEYS = {"min", "max", "log", "int", "num"}

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from src.errors import ConfigError, check_range, lookup
+from src.core.errors import ConfigError, check_range, lookup
 from src.sweeps.space import Space, parse_space
 
 METHODS = ("grid", "random", "coarse_to_fine")

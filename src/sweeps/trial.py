@@ -11,6 +11,7 @@ CSV log the run wrote under its folder.
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from src.errors import ConfigError, lookup
+from src.core.errors import ConfigError, lookup
 from src.sweeps.pruning import PRUNED_FILE
 from src.sweeps.run_metrics import RunMetrics, find_metrics_file, read_metrics
 
@@ -68,7 +69,8 @@ def params_to_flags(params: dict[str, Any]) -> list[str]:
 
 def _run_subprocess(module: str, flags: list[str], log) -> int:
     # The trial runs the same code as this process, wherever it is started from.
-    package_root = str(Path(importlib.import_module("experiments").__file__).parents[1])
+    package = importlib.util.find_spec(module.partition(".")[0])
+    package_root = str(Path(package.origin).parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     process = subprocess.run([sys.executable, "-m", module, *flags], stdout=log,
@@ -119,15 +121,6 @@ def check_first_run_started(result: TrialResult) -> None:
     if result.exit_code == INPUT_ERROR:
         raise ConfigError(f"the first run could not start ({result.error.removeprefix('error: ')}"
                           f"); log: {result.run_dir / 'output.log'}")
-
-
-def entry_point_module(name: str) -> str:
-    """`cifar_mlp` -> `experiments.cifar_mlp`; the entry points are the recipes that have
-    a module: experiments/configs/<name>.yaml and experiments/<name>.py."""
-    package = Path(importlib.import_module("experiments").__file__).parent
-    names = {path.stem: f"experiments.{path.stem}" for path in package.glob("configs/*.yaml")
-             if (package / f"{path.stem}.py").is_file()}
-    return lookup(names, name, "entry point")
 
 
 def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],

@@ -7,7 +7,7 @@ LightningCLI parses) and logs val/acc to W&B, where the sweep reads it.
 
 from typing import Any
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 from src.sweeps.run_metrics import MONITOR
 from src.sweeps.space import Choice, grid_points
 from src.sweeps.spec import SweepSpec

@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.sweep import split_extra_flags
-from src.errors import ConfigError, exit_on_user_error
+from src.cli.recipes import Recipes
+from src.cli.sweep import split_extra_flags
+from src.core.errors import ConfigError, exit_on_user_error
 from src.studies.report import write_report
 from src.studies.runner import VariantResult, run_study
 from src.studies.study import BUDGETS, Study, Variant
@@ -33,10 +34,10 @@ class StudyArgumentParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def build_parser(study: Study) -> argparse.ArgumentParser:
+def build_parser(study: Study, recipes: Recipes) -> argparse.ArgumentParser:
     labels = ", ".join(repr(v.label) for v in study.variants)
     parser = StudyArgumentParser(
-        prog=f"python -m experiments.{study.name}",
+        prog=f"python -m {recipes.package}.{study.name}",
         description=f"{study.title}: {study.question}\n\n{__doc__}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=BUDGETS, default="quick",
@@ -62,9 +63,9 @@ def select_variants(study: Study, labels: list[str] | None) -> list[Variant]:
     return [by_label[label] for label in dict.fromkeys(labels)]  # in the order given, once each
 
 
-def run(study: Study, argv: list[str]) -> list[VariantResult]:
+def run(study: Study, recipes: Recipes, argv: list[str]) -> list[VariantResult]:
     own, extra_flags = split_extra_flags(argv)
-    args = build_parser(study).parse_args(own)
+    args = build_parser(study, recipes).parse_args(own)
     variants = select_variants(study, args.variants)
     out_dir = args.out or Path("runs/studies") / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_fresh_output(out_dir)
@@ -74,11 +75,11 @@ def run(study: Study, argv: list[str]) -> list[VariantResult]:
     started = time.monotonic()
 
     def report(results: list[VariantResult]) -> str:
-        return write_report(study, results, args.budget, argv, out_dir,
+        return write_report(study, recipes, results, args.budget, argv, out_dir,
                             time.monotonic() - started)
 
-    results = run_study(study, variants, args.budget, [*wandb_flags, *extra_flags], out_dir,
-                        args.isolation, after_each=report)
+    results = run_study(study, recipes, variants, args.budget, [*wandb_flags, *extra_flags],
+                        out_dir, args.isolation, after_each=report)
     text = report(results)
     print(text, flush=True)
     print(f"[{study.name}] table and plot: {out_dir / 'results.md'}", flush=True)
@@ -87,5 +88,5 @@ def run(study: Study, argv: list[str]) -> list[VariantResult]:
     return results
 
 
-def main(study: Study, argv: list[str] | None = None) -> list[VariantResult]:
-    return exit_on_user_error(lambda: run(study, sys.argv[1:] if argv is None else argv))
+def main(study: Study, recipes: Recipes, argv: list[str] | None = None) -> list[VariantResult]:
+    return exit_on_user_error(lambda: run(study, recipes, sys.argv[1:] if argv is None else argv))

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import torch
 
-from src.datamodules.augment_base import (
+from src.core.errors import check_range
+from src.datamodules.augment.base import (
     BatchAugmentation,
     box_mask,
     check_probability,
@@ -17,7 +18,6 @@ from src.datamodules.augment_base import (
     ordered_pair,
     sample_boxes,
 )
-from src.errors import check_range
 
 
 def fill_boxes(images: torch.Tensor, mask: torch.Tensor, value: float) -> torch.Tensor:

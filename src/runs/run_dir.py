@@ -30,7 +30,7 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 
 LAST_CHECKPOINT = "last.ckpt"
 WANDB_ID_FILE = "wandb_run_id"

@@ -23,7 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.tuner import Tuner
 from matplotlib.figure import Figure
 
-from src.errors import ConfigError, check_range, lookup
+from src.core.errors import ConfigError, check_range, lookup
 from src.sweeps.report import write_csv
 
 BATCH_SIZE_MODES = ("power", "binsearch")
@@ -226,6 +226,6 @@ def write_tuned_config(found: dict[str, Any], path: Path) -> Path:
         section, name = key.split(".", 1)
         nested.setdefault(section, {})[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Found by --tune.* (experiments/tuning.py); use with --config.\n"
+    path.write_text("# Found by --tune.* (src/cli/tuning.py); use with --config.\n"
                     + yaml.safe_dump(nested, sort_keys=True))
     return path

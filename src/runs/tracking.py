@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from src.errors import ConfigError, lookup
+from src.core.errors import ConfigError, lookup
 
 WANDB_MODES = ("auto", "online", "offline")
 CODE_ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from src.callbacks.confusion import TestConfusionMatrix
 from src.callbacks.epoch_timer import EpochTimer
 from src.callbacks.initial_loss import InitialLossCheck
 from src.callbacks.learning_curves import LearningCurves
-from src.overfit import OverfitCheck
+from src.callbacks.overfit import OverfitCheck
 
 
 def add_workflow_arguments(parser: LightningArgumentParser) -> None:

@@ -14,7 +14,8 @@ from torchvision.transforms.v2 import functional as TF
 # torchvision's own HSV conversions (private helpers of adjust_hue), batched as they are.
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
-from src.datamodules.augment_base import (
+from src.core.errors import ConfigError, check_range
+from src.datamodules.augment.base import (
     BatchAugmentation,
     check_probability,
     chosen,
@@ -24,7 +25,6 @@ from src.datamodules.augment_base import (
     to_float,
     uniform,
 )
-from src.errors import ConfigError, check_range
 
 
 def per_image(values: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from src.callbacks.initial_loss import uniform_prediction_loss
+from src.core.errors import check_range, lookup
 from src.datamodules.base import ImageDataModule
-from src.errors import check_range, lookup
 
 OVERFIT_MODES = ("none", "one_sample", "one_batch")
 HOLD_STEPS = 10  # steps in a row memorized before training stops early

@@ -11,8 +11,8 @@ draw from torch's global CPU generator.
 import torch
 from torchvision.transforms import v2
 
-from src.datamodules.augment_base import BatchAugmentation
-from src.errors import check_range, lookup
+from src.core.errors import check_range, lookup
+from src.datamodules.augment.base import BatchAugmentation
 
 AUTOAUGMENT_POLICIES = {
     "cifar10": v2.AutoAugmentPolicy.CIFAR10,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from src.errors import UserInputError
+from src.core.errors import UserInputError
 
 # Hyperparameters that shape the network's weights, named when a checkpoint does not fit.
 NETWORK_HPARAMS = ("arch", "num_classes", "in_channels", "image_size", "norm", "norm_groups",

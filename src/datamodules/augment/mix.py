@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-from src.datamodules.augment_base import (
+from src.core.errors import check_range
+from src.datamodules.augment.base import (
     LabelMixing,
     box_mask,
     check_probability,
@@ -22,7 +23,6 @@ from src.datamodules.augment_base import (
     restore_dtype,
     to_float,
 )
-from src.errors import check_range
 
 
 def beta_draws(alpha: float, batch: int, device: torch.device) -> torch.Tensor:

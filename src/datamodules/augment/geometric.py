@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from src.datamodules.augment_base import (
+from src.core.errors import check_range, lookup
+from src.datamodules.augment.base import (
     BatchAugmentation,
     check_probability,
     factor_range,
@@ -22,7 +23,6 @@ from src.datamodules.augment_base import (
     to_float,
     uniform,
 )
-from src.errors import check_range, lookup
 
 INTERPOLATIONS = {"bilinear": "bilinear", "nearest": "nearest"}
 

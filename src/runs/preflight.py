@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from src.errors import ConfigError
+from src.core.errors import ConfigError
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 

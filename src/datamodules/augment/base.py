@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from src.errors import ConfigError, check_range
+from src.core.errors import ConfigError, check_range
 
 
 class BatchAugmentation(nn.Module):

@@ -8,9 +8,9 @@ from typing import TypeVar
 
 from jsonargparse import ArgumentParser, Namespace
 
+from src.core.errors import UserInputError
 from src.datamodules.base import ImageDataModule
 from src.datamodules.registry import DATAMODULES, datamodule_class
-from src.errors import UserInputError
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@
 prints the resolved config. After fitting, the best checkpoint (by validation accuracy)
 is tested and the test accuracy printed in one line.
 
-Every run writes into its own run directory (see experiments/run_dir.py): `--run_dir`,
+Every run writes into its own run directory (see src/runs/run_dir.py): `--run_dir`,
 `--resume true` to continue a killed run from its last checkpoint, `--overwrite true`.
 """
 
@@ -21,9 +21,6 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from experiments.run_dir import LAST_CHECKPOINT, RunDirectory, check_resume_config, prepare_run_dir
-from experiments.tuning import add_tuning_arguments, tune
-from experiments.workflow_flags import add_workflow_arguments
 from src.callbacks import (
     ExactResume,
     FiniteGuard,
@@ -32,16 +29,17 @@ from src.callbacks import (
     StopRequested,
     TrainingDiverged,
 )
+from src.callbacks.overfit import find_overfit_check
 from src.callbacks.weight_averaging import build_weight_averaging
-from src.checkpoint_io import SafeCheckpointIO, check_checkpoint_fits, read_checkpoint
+from src.cli.tuning import add_tuning_arguments, tune
+from src.cli.workflow_flags import add_workflow_arguments
+from src.core.errors import ConfigError, UserInputError, lookup
 from src.datamodules.base import ImageDataModule
-from src.errors import ConfigError, UserInputError, lookup
 from src.modules import ImageClassifier
-from src.overfit import find_overfit_check
-from src.preflight import check_accelerator, check_output_dir
-from src.tracking import WANDB_MODES, build_loggers, finish_wandb_run
-
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+from src.runs.checkpoints import SafeCheckpointIO, check_checkpoint_fits, read_checkpoint
+from src.runs.preflight import check_accelerator, check_output_dir
+from src.runs.run_dir import LAST_CHECKPOINT, RunDirectory, check_resume_config, prepare_run_dir
+from src.runs.tracking import WANDB_MODES, build_loggers, finish_wandb_run
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -223,9 +221,9 @@ def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
     return results
 
 
-def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
+def run_experiment(datamodule_class: type[ImageDataModule], recipe: Path,
                    args: list[str] | None = None) -> dict[str, float] | None:
-    """Parse flags on top of `configs/<config_name>`, then fit and test.
+    """Parse flags on top of the recipe file `recipe`, then fit and test.
 
     Problems with the user's input end the program with one line on stderr and exit
     status 2, before anything is written. A diverged run (NaN/inf loss) ends with one line
@@ -241,7 +239,7 @@ def run_experiment(datamodule_class: type[ImageDataModule], config_name: str,
             auto_configure_optimizers=False,
             # The run directory was checked (see run_dir.py); a resumed run rewrites it.
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"default_config_files": [str(CONFIG_DIR / config_name)]},
+            parser_kwargs={"default_config_files": [str(recipe)]},
         )
         try:
             # Finders only (tune returns False): values printed, nothing trained.

@@ -16,7 +16,7 @@ from torchmetrics.functional.classification import (
     multiclass_confusion_matrix,
 )
 
-from src.plots import plot_confusion_matrix
+from src.reporting.plots import plot_confusion_matrix
 
 
 @dataclass

@@ -26,25 +26,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.datamodules.augment_base import LabelMixing, to_float
-from src.datamodules.augment_color import (
+from src.core.errors import ConfigError, lookup
+from src.datamodules.augment.base import LabelMixing, to_float
+from src.datamodules.augment.color import (
     ColorJitter,
     GaussianBlur,
     GaussianNoise,
     RandomGrayscale,
     RandomRGBShift,
 )
-from src.datamodules.augment_erase import Cutout, RandomErasing
-from src.datamodules.augment_geometric import (
+from src.datamodules.augment.erase import Cutout, RandomErasing
+from src.datamodules.augment.geometric import (
     RandomAffine,
     RandomCropWithPadding,
     RandomHorizontalFlip,
     RandomResizedCrop,
     RandomRotation,
 )
-from src.datamodules.augment_mix import CutMix, MixUp, Mosaic
-from src.datamodules.augment_policy import AutoAugment, RandAugment, TrivialAugment
-from src.errors import ConfigError, lookup
+from src.datamodules.augment.mix import CutMix, MixUp, Mosaic
+from src.datamodules.augment.policy import AutoAugment, RandAugment, TrivialAugment
 
 # name -> builder; the builder's keyword arguments are the parameters a config may set.
 AUGMENTATIONS: dict[str, type[nn.Module]] = {

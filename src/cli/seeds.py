@@ -1,0 +1,94 @@
+"""Multi-seed runs: one config, N seeds, mean and standard deviation of every final metric.
+
+    python -m experiments.seeds --base cifar_mlp --seeds 3 -- --trainer.max_epochs 5
+
+Run k uses `--seed_everything <first-seed + k>`, which sets the initialization, dropout
+and augmentation draws. The data split, the subset and the shuffle order follow
+`--data.split_seed`, which stays fixed, so every seed is validated and tested on the
+same images. Each metric is read from the run's own log: the best val/acc over epochs,
+the last value of every epoch-level metric, and test/acc and test/loss of the best
+checkpoint. The std is the sample standard deviation (n - 1).
+
+Files in `<out>`: `seeds.md` and `seeds.csv` (metric, mean, std, n, each seed's value),
+and one run folder per seed.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from src.cli.recipes import Recipes
+from src.cli.sweep import split_extra_flags
+from src.core.errors import check_range, exit_on_user_error
+from src.sweeps.report import markdown_table, seed_summary, write_csv
+from src.sweeps.runner import check_fresh_output
+from src.sweeps.trial import (
+    ISOLATIONS,
+    TrialResult,
+    check_first_run_started,
+    run_trial,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.seeds", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="entry point, e.g. cifar_mlp")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first .. first+N-1")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: runs/seeds/<base>-<time>)")
+    parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
+                        help="run each seed in its own process (default) or in this one")
+    return parser
+
+
+def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
+    own, extra_flags = split_extra_flags(argv)
+    args = build_parser().parse_args(own)
+    check_range("--seeds", args.seeds, 1)
+    module = recipes.module(args.base)
+    out_dir = args.out or Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_fresh_output(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        params = {"seed_everything": seed}
+        result = run_trial(module, f"seed_{seed}", params,
+                           [*extra_flags, "--seed_everything", str(seed)],
+                           out_dir / f"seed_{seed}", args.isolation)
+        results.append(result)
+        if len(results) == 1:
+            check_first_run_started(result)
+        if result.status == "failed":
+            print(f"[seeds] seed {seed} failed ({result.error}); log: "
+                  f"{result.run_dir / 'output.log'}", flush=True)
+        else:
+            final = result.metrics.final
+            print(f"[seeds] seed {seed}: best val/acc {result.best_val_acc:.4f}, test/acc "
+                  f"{final.get('test/acc', float('nan')):.4f}, {result.seconds:.0f} s", flush=True)
+    headers, rows = seed_summary(results)
+    write_csv(out_dir / "seeds.csv", headers, rows)
+    command = recipes.command("seeds", *argv)
+    failed = [r.name for r in results if r.status == "failed"]
+    text = (f"# {args.base}: {args.seeds} seeds\n\nCommand: `{command}`\n\n"
+            f"Mean and sample standard deviation over the seeds that finished"
+            f"{' (failed: ' + ', '.join(failed) + ')' if failed else ''}. "
+            f"test/*: the best checkpoint (by val/acc); train/* and val/*: the last epoch; "
+            f"best val/acc: the best epoch.\n\n"
+            + markdown_table(headers, rows))
+    (out_dir / "seeds.md").write_text(text)
+    print(text, flush=True)
+    if len(failed) == len(results):
+        raise SystemExit(1)
+    return results
+
+
+def main(argv: list[str] | None, recipes: Recipes) -> list[TrialResult]:
+    return exit_on_user_error(lambda: run(sys.argv[1:] if argv is None else argv, recipes))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Hyperparameter sweeps: grid, random, or coarse grid then fine random search.
+
+    python -m experiments.sweep experiments/sweeps/mlp_lr_norm_grid.yaml
+    python -m experiments.sweep experiments/sweeps/mlp_random.yaml --max-trials 10 \\
+        -- --data.subset_per_class 200 --trainer.max_epochs 2
+    python -m experiments.sweep --method coarse_to_fine --base cifar_mlp   # ready-made LR x WD
+    python -m experiments.sweep SPEC --export-wandb sweep_wandb.yaml       # for `wandb sweep`
+    python -m experiments.sweep --wandb-agent ENTITY/PROJECT/SWEEP_ID      # run as W&B agent
+
+Flags after `--` go to every trial (after the spec's `flags:`, so they override them).
+Trials are ranked by their best validation accuracy, read from their own logs; the best
+one's values are written to `<out>/best.yaml`, for `python -m experiments.<base> --config`.
+"""
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from src.cli.recipes import Recipes
+from src.core.errors import ConfigError, UserInputError, check_range
+from src.sweeps.runner import Sweep, SweepReport, check_fresh_output
+from src.sweeps.spec import Budget, SweepSpec, load_spec
+from src.sweeps.trial import ISOLATIONS, params_to_flags
+from src.sweeps.wandb_config import wandb_sweep_config
+
+COARSE_TO_FINE_SPEC = "coarse_to_fine.yaml"  # in the app's sweep_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.sweep", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", nargs="?", type=Path,
+                        help="sweep spec YAML (experiments/sweeps/*.yaml); optional with "
+                             f"--method coarse_to_fine, which then uses {COARSE_TO_FINE_SPEC}")
+    parser.add_argument("--base", help="entry point to sweep (overrides the spec's base)")
+    parser.add_argument("--method", choices=["grid", "random", "coarse_to_fine"],
+                        help="overrides the spec's method")
+    parser.add_argument("--trials", type=int, help="random search: number of trials")
+    parser.add_argument("--max-trials", type=int, help="budget: at most this many trials")
+    parser.add_argument("--max-minutes", type=float, help="budget: wall-clock minutes")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="let every trial run to the end (no median pruning)")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: runs/sweeps/<name>-<time>)")
+    parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
+                        help="run each trial in its own process (default) or in this one")
+    parser.add_argument("--export-wandb", type=Path, metavar="FILE",
+                        help="write a W&B sweep config to FILE and stop")
+    parser.add_argument("--wandb-agent", metavar="SWEEP_ID",
+                        help="run as an agent of an existing W&B sweep (see --export-wandb)")
+    return parser
+
+
+def split_extra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        index = argv.index("--")
+        return argv[:index], argv[index + 1:]
+    return argv, []
+
+
+def resolve_spec(args: argparse.Namespace, recipes: Recipes) -> SweepSpec:
+    path = args.spec
+    if path is None:
+        if args.method != "coarse_to_fine":
+            raise ConfigError("give a sweep spec (experiments/sweeps/*.yaml), or "
+                                 "--method coarse_to_fine for the ready-made LR x WD search")
+        path = recipes.sweep_dir / COARSE_TO_FINE_SPEC
+    spec = load_spec(path)
+    budget = Budget(
+        max_trials=args.max_trials if args.max_trials is not None else spec.budget.max_trials,
+        max_minutes=args.max_minutes if args.max_minutes is not None else spec.budget.max_minutes)
+    spec = dataclasses.replace(
+        spec, base=args.base or spec.base, method=args.method or spec.method,
+        trials=args.trials if args.trials is not None else spec.trials, budget=budget,
+        prune=None if args.no_prune else spec.prune)
+    if spec.budget.max_trials is not None:
+        check_range("--max-trials", spec.budget.max_trials, 1)
+    if spec.budget.max_minutes is not None:
+        check_range("--max-minutes", spec.budget.max_minutes, 0.0, low_inclusive=False)
+    check_range("--trials", spec.trials, 1)
+    return spec
+
+
+def run(argv: list[str], recipes: Recipes) -> SweepReport | None:
+    own, extra_flags = split_extra_flags(argv)
+    args = build_parser().parse_args(own)
+    if args.wandb_agent:
+        import wandb
+
+        wandb.agent(args.wandb_agent, count=args.max_trials)
+        return None
+    spec = resolve_spec(args, recipes)
+    module = recipes.module(spec.base)
+    if args.export_wandb:
+        config = wandb_sweep_config(spec, module, extra_flags)
+        args.export_wandb.parent.mkdir(parents=True, exist_ok=True)
+        args.export_wandb.write_text(yaml.safe_dump(config, sort_keys=False))
+        print(f"W&B sweep config: {args.export_wandb}\n"
+              f"  wandb sweep --project PROJECT {args.export_wandb}   # prints SWEEP_ID\n"
+              f"  wandb agent ENTITY/PROJECT/SWEEP_ID                  # on each machine")
+        return None
+    name = args.spec.stem if args.spec else f"{spec.base}_{spec.method}"
+    out_dir = args.out or Path("runs/sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_fresh_output(out_dir)
+    command = recipes.command("sweep", *argv)
+    try:
+        report = Sweep(spec, module, out_dir, args.isolation, extra_flags).run(command)
+    except KeyboardInterrupt:
+        print(f"Interrupted; the trials that finished are in {out_dir / 'results.md'}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    if report.best is None:
+        print(f"No finished trial to select; see {out_dir / 'results.md'}", file=sys.stderr)
+        raise SystemExit(1)
+    best = report.best
+    print(f"Best {best.name}: val/acc {best.best_val_acc:.4f} with "
+          f"{shlex.join(params_to_flags(best.params))}; "
+          f"table: {out_dir / 'results.md'}; config: {out_dir / 'best.yaml'}", flush=True)
+    return report
+
+
+def main(argv: list[str] | None, recipes: Recipes) -> SweepReport | None:
+    try:
+        return run(sys.argv[1:] if argv is None else argv, recipes)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
