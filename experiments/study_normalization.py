@@ -12,6 +12,7 @@ from src.studies.study import Study, Variant
 NARROW = {"quick": ("--model.resnet_widths", "[16,32,64,128]")}
 RESNET_NORMS = ("batch", "layer", "group", "instance", "none")
 MLP_NORMS = ("none", "batch", "layer")
+GROUPS = {"group": ("--model.norm_groups", "8")}  # groups of 8 channels
 
 NOTES = {
     "batch": "normalizes each channel over the batch: trains fastest at this learning rate",
@@ -31,11 +32,12 @@ STUDY = Study(
     common_flags=("--model.optimizer", "sgd", "--model.lr", "0.05", "--model.momentum", "0.9",
                   "--model.nesterov", "true", "--model.weight_decay", "5e-4",
                   "--model.scheduler", "onecycle", "--model.label_smoothing", "0",
-                  "--model.dropout", "0", "--model.norm_groups", "8",
+                  "--model.dropout", "0",
                   "--data.batch_size", "128", "--data.augment", "[]",
                   "--early_stopping.patience", "1000", "--trainer.log_every_n_steps", "5"),
     variants=(
-        *(Variant(f"ResNet18 {norm}", ("--model.norm", norm), NOTES[norm], NARROW)
+        *(Variant(f"ResNet18 {norm}", ("--model.norm", norm, *GROUPS.get(norm, ())),
+                  NOTES[norm], NARROW)
           for norm in RESNET_NORMS),
         *(Variant(f"MLP {norm}", ("--model.norm", norm, "--model.hidden_widths", "[512,256]"),
                   NOTES[norm], base="cifar_mlp")

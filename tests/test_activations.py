@@ -8,10 +8,9 @@ from torch import nn
 
 from src.core.errors import ConfigError
 from src.modules.layers import ACTIVATIONS, GainPreserving, act_nonlinearity, get_act_layer
-from src.modules.networks import build_network
+from tests.factories import TINY, make_network
 
 GPN_NAMES = sorted(name for name in ACTIVATIONS if name.startswith("gpn_"))
-TINY = {"hidden_widths": (16, 8), "resnet_widths": (4, 4, 8, 8)}
 
 
 def assert_trains(net: nn.Module, in_channels: int = 3, size: int = 8) -> None:
@@ -30,7 +29,8 @@ def assert_trains(net: nn.Module, in_channels: int = 3, size: int = 8) -> None:
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 def test_every_activation_builds_and_trains_in_both_networks(arch, act):
     torch.manual_seed(0)
-    net = build_network(arch, num_classes=3, in_channels=3, image_size=8, act=act, **TINY)
+    net = make_network(arch, num_classes=3, in_channels=3, image_size=8, act=act,
+                       **TINY[arch])
     activation_type = type(get_act_layer(act)())
     assert any(type(m) is activation_type for m in net.modules())
     assert_trains(net)
@@ -66,12 +66,12 @@ def test_activation_parameters_reach_the_layers():
 
 
 def test_activation_parameters_reach_the_networks():
-    net = build_network("resnet18", num_classes=3, in_channels=3, image_size=16,
-                        act="leaky_relu", act_slope=0.3, **TINY)
+    net = make_network("resnet18", num_classes=3, in_channels=3, image_size=16,
+                        act="leaky_relu", act_slope=0.3, **TINY["resnet18"])
     slopes = {m.negative_slope for m in net.modules() if isinstance(m, nn.LeakyReLU)}
     assert slopes == {0.3}
-    net = build_network("mlp", num_classes=3, in_channels=3, image_size=16, act="elu",
-                        act_alpha=0.7, **TINY)
+    net = make_network("mlp", num_classes=3, in_channels=3, image_size=16, act="elu",
+                        act_alpha=0.7, **TINY["mlp"])
     assert {m.alpha for m in net.modules() if isinstance(m, nn.ELU)} == {0.7}
 
 
@@ -87,7 +87,7 @@ def test_nonlinearity_matches_activation_for_init():
 
 def test_unknown_activation_fails_with_one_line_listing_the_names():
     with pytest.raises(ConfigError) as error:
-        build_network("mlp", num_classes=3, in_channels=3, image_size=8, act="relu7")
+        make_network("mlp", num_classes=3, in_channels=3, image_size=8, act="relu7")
     message = str(error.value)
     assert "\n" not in message and "'relu7'" in message
     assert all(name in message for name in ACTIVATIONS)

@@ -27,9 +27,11 @@ from src.runs.preflight import check_accelerator
 
 
 def run_args(data_dir, out_dir, *flags: str) -> list[str]:
+    # A tiny MLP, unless the flags choose another architecture.
+    tiny = [] if "--model.arch" in flags else ["--model.hidden_widths", "[8]"]
     return ["--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(out_dir),
             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-            "--model.hidden_widths", "[8]", "--data.batch_size", "16", *flags]
+            *tiny, "--data.batch_size", "16", *flags]
 
 
 def fails_with_one_line(capsys, data_dir, out_dir, *flags: str) -> str:
@@ -54,11 +56,10 @@ def small_folder(tmp_path):
 # -- unknown names and out-of-range numbers --------------------------------------------
 
 @pytest.mark.parametrize(("flags", "expected"), [
-    (["--model.arch", "vgg11"], "unknown architecture 'vgg11'; choose one of: mlp, resnet18"),
-    (["--model.norm", "batchnorm"], "unknown normalization for vector features (MLP) "
-                                    "'batchnorm'"),
-    (["--model.arch", "resnet18", "--model.norm", "weight"], "unknown normalization 'weight'"),
-    (["--model.act", "relu7"], "unknown activation 'relu7'"),
+    (["--model.arch", "vgg11"], "unknown arch 'vgg11'; choose one of: mlp, resnet18, timm"),
+    (["--model.norm", "batchnorm"], "unknown norm 'batchnorm'; choose one of: batch, group"),
+    (["--model.arch", "resnet18", "--model.norm", "weight"], "unknown norm 'weight'"),
+    (["--model.act", "relu7"], "unknown act 'relu7'"),
     (["--model.optimizer", "adamx"], "unknown optimizer 'adamx'"),
     (["--model.scheduler", "cosinus"], "unknown scheduler 'cosinus'"),
     (["--data.augment", "[flip, cutout9]"], "unknown augmentation 'cutout9'"),
@@ -253,7 +254,7 @@ def test_cli_unknown_architecture(image_folder, tmp_path):
     result = run_entry_point("experiments.cifar_mlp",
                              run_args(image_folder, out_dir, "--model.arch", "vgg11"))
     line = assert_clean_failure(result, out_dir)
-    assert "unknown architecture 'vgg11'; choose one of: mlp, resnet18" in line
+    assert "unknown arch 'vgg11'; choose one of: mlp, resnet18, timm" in line
 
 
 def test_cli_corrupt_image(small_folder, tmp_path):
@@ -308,7 +309,9 @@ def test_checkpoint_loads_when_it_fits(mlp_checkpoint):
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    ({"arch": "resnet18", "resnet_widths": [8, 8, 8, 8]}, "net.stem.0.weight is missing there"),
+    # The checkpoint's MLP widths go back to their default with another architecture.
+    ({"arch": "resnet18", "resnet_widths": [8, 8, 8, 8], "hidden_widths": [512, 256]},
+     "net.stem.0.weight is missing there"),
     ({"num_classes": 7}, "net.head.weight is (4, 8) there, (7, 8) here"),
     ({"hidden_widths": [16]}, "net.features.1.weight is (8, 3072) there, (16, 3072) here"),
 ])

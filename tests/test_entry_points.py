@@ -117,6 +117,6 @@ def test_bad_name_gives_one_line_and_exit_2_without_traceback(image_folder, tmp_
     assert process.returncode == 2
     assert "Traceback" not in process.stderr
     errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: unknown normalization for vector features (MLP) 'bathc'; "
-                      "choose one of: batch, group, layer, none"]
+    assert errors == ["error: unknown norm 'bathc'; "
+                      "choose one of: batch, group, instance, layer, none"]
     assert not root.exists()

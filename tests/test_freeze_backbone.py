@@ -36,9 +36,9 @@ def changed(before: dict, after: dict, keys) -> set[str]:
 @pytest.mark.parametrize("arch", ["timm", "resnet18"])
 def test_backbone_is_frozen_for_n_epochs_then_trains(arch):
     torch.manual_seed(0)
-    model = ImageClassifier(arch=arch, timm_model="test_resnet", resnet_widths=(8, 8, 8, 8),
-                            num_classes=4, freeze_backbone_epochs=1, scheduler="constant",
-                            lr=0.05)
+    tiny = {"timm_model": "test_resnet"} if arch == "timm" else {"resnet_widths": (8, 8, 8, 8)}
+    model = ImageClassifier(arch=arch, **tiny, num_classes=4, freeze_backbone_epochs=1,
+                            scheduler="constant", lr=0.05)
     initial = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
     head_keys = {"fc.weight", "fc.bias"} if arch == "timm" else {"head.weight", "head.bias"}
     backbone_keys = set(initial) - head_keys

@@ -8,7 +8,7 @@ from torch import nn
 
 from src.core.errors import ConfigError
 from src.modules.init import INITS, InitSettings, init_weights
-from src.modules.networks import build_network
+from tests.factories import TINY, make_network
 
 RELU_GAIN = math.sqrt(2.0)
 
@@ -95,8 +95,8 @@ def test_orthogonal_rows_are_orthogonal():
 @pytest.mark.parametrize("init", sorted(set(INITS) - {"default"}))
 def test_networks_get_zero_biases_and_unit_norms(arch, init):
     torch.manual_seed(0)
-    net = build_network(arch, num_classes=3, in_channels=3, image_size=8, init=init,
-                        hidden_widths=(16, 8), resnet_widths=(4, 4, 8, 8))
+    net = make_network(arch, num_classes=3, in_channels=3, image_size=8, init=init,
+                       **TINY[arch])
     # The MLP's Linear biases start non-zero in PyTorch, so this checks the reset.
     for module in net.modules():
         if isinstance(module, nn.Linear | nn.Conv2d) and module.bias is not None:
@@ -119,20 +119,20 @@ def test_norm_layers_are_reset_to_identity_affine():
 def test_network_init_uses_the_activation_gain():
     """End to end: the MLP's first layer (3072 inputs) gets the leaky-ReLU Kaiming std."""
     torch.manual_seed(0)
-    net = build_network("mlp", num_classes=10, in_channels=3, image_size=32,
+    net = make_network("mlp", num_classes=10, in_channels=3, image_size=32,
                         hidden_widths=(512,), act="leaky_relu", act_slope=0.2,
                         init="kaiming_normal")
     first = net.features[1]
     assert first.weight.std().item() == pytest.approx(leaky_gain(0.2) / math.sqrt(3072),
                                                       rel=0.05)
-    net = build_network("mlp", num_classes=10, in_channels=3, image_size=32,
+    net = make_network("mlp", num_classes=10, in_channels=3, image_size=32,
                         hidden_widths=(512,), act="gpn_tanh", init="kaiming_normal")
     assert net.features[1].weight.std().item() == pytest.approx(1 / math.sqrt(3072), rel=0.05)
 
 
 def test_default_init_keeps_the_framework_init():
     torch.manual_seed(0)
-    net = build_network("mlp", num_classes=3, in_channels=3, image_size=8, init="default",
+    net = make_network("mlp", num_classes=3, in_channels=3, image_size=8, init="default",
                         hidden_widths=(16,))
     # PyTorch's Linear default draws biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     assert torch.count_nonzero(net.head.bias) > 0
@@ -140,11 +140,12 @@ def test_default_init_keeps_the_framework_init():
 
 @pytest.mark.parametrize(("values", "expected"), [
     ({"init": "he"}, "unknown init 'he'; choose one of: default, kaiming_normal"),
-    ({"init": "xavier_normal", "init_std": 0.1}, "init_std applies to init='normal' only"),
-    ({"init": "kaiming_normal", "init_gain": 2.0}, "init_gain applies to init in"),
+    ({"init": "xavier_normal", "init_std": 0.1}, "init_std applies to init normal only"),
+    ({"init": "kaiming_normal", "init_gain": 2.0},
+     "init_gain applies to init xavier_normal, xavier_uniform, orthogonal only"),
     ({"init": "normal", "init_std": 0.0}, "init_std=0.0 is out of range"),
 ])
 def test_bad_init_settings_fail_with_one_line(values, expected):
     with pytest.raises(ConfigError, match=expected) as error:
-        build_network("mlp", num_classes=3, in_channels=3, image_size=8, **values)
+        make_network("mlp", num_classes=3, in_channels=3, image_size=8, **values)
     assert "\n" not in str(error.value)

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from experiments import cifar_mlp
 from src.core.errors import ConfigError
 from src.modules import ImageClassifier
-from src.modules.losses import LOSSES, build_loss, inverse_frequency_weights
+from src.modules.losses import LOSSES, inverse_frequency_weights
+from tests.factories import make_loss
 
 
 def tiny_classifier(**overrides) -> ImageClassifier:
@@ -38,7 +39,7 @@ def test_each_loss_runs_a_training_step(name, soft_targets):
                         enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(model, DataLoader(TensorDataset(images, targets), batch_size=8))
     # The logged objective is the named loss of the first batch, before the update.
-    expected = build_loss(name, 2, label_smoothing=0.1)(before(images), targets)
+    expected = make_loss(name, 2, label_smoothing=0.1)(before(images), targets)
     assert torch.isfinite(expected)
     assert trainer.callback_metrics["train/loss_step"] == pytest.approx(expected.item(), rel=1e-5)
     for (_, old), (_, new) in zip(before.named_parameters(), model.named_parameters(),
@@ -50,7 +51,7 @@ def test_cross_entropy_matches_torch_with_weights_and_smoothing():
     torch.manual_seed(0)
     logits, labels = torch.randn(7, 4), torch.tensor([0, 1, 2, 3, 3, 1, 0])
     weights = [1.0, 2.0, 0.5, 3.0]
-    loss = build_loss("cross_entropy", 4, label_smoothing=0.2, class_weights=weights)
+    loss = make_loss("cross_entropy", 4, label_smoothing=0.2, class_weights=weights)
     expected = F.cross_entropy(logits, labels, weight=torch.tensor(weights), label_smoothing=0.2)
     assert loss(logits, labels) == pytest.approx(expected.item(), rel=1e-6)
     # One-hot probability rows give exactly the loss of their indices.
@@ -62,7 +63,7 @@ def test_cross_entropy_on_soft_targets_is_the_expected_negative_log_likelihood()
     targets = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6]])
     log_p = logits.log_softmax(dim=-1)
     expected = -(targets * log_p).sum() / 2
-    assert build_loss("cross_entropy", 3)(logits, targets) == pytest.approx(expected.item())
+    assert make_loss("cross_entropy", 3)(logits, targets) == pytest.approx(expected.item())
 
 
 def test_inverse_frequency_weights_of_an_imbalanced_label_set():
@@ -88,11 +89,11 @@ def test_bce_and_weighted_bce_match_hand_values_and_torch():
     margin = logits[:, 1] - logits[:, 0]  # [0.8, -0.8, 0.0]
     # -log sigmoid(z) = softplus(-z) for y = 1; -log(1 - sigmoid(z)) = softplus(z) for y = 0.
     plain = (softplus(-0.8) + softplus(-0.8) + math.log(2)) / 3
-    assert build_loss("bce", 2)(logits, labels) == pytest.approx(plain, rel=1e-6)
+    assert make_loss("bce", 2)(logits, labels) == pytest.approx(plain, rel=1e-6)
     assert plain == pytest.approx(F.binary_cross_entropy_with_logits(margin, labels.float()).item())
     # Class weights [2, 6] -> pos_weight 3: the positive terms count three times.
     weighted = (3 * softplus(-0.8) + softplus(-0.8) + 3 * math.log(2)) / 3
-    loss = build_loss("bce", 2, class_weights=[2.0, 6.0])
+    loss = make_loss("bce", 2, class_weights=[2.0, 6.0])
     assert loss(logits, labels) == pytest.approx(weighted, rel=1e-6)
     torch_value = F.binary_cross_entropy_with_logits(margin, labels.float(),
                                                      pos_weight=torch.tensor(3.0))
@@ -102,7 +103,7 @@ def test_bce_and_weighted_bce_match_hand_values_and_torch():
 def test_unweighted_bce_equals_two_class_cross_entropy():
     torch.manual_seed(0)
     logits, labels = torch.randn(16, 2), torch.randint(0, 2, (16,))
-    assert build_loss("bce", 2)(logits, labels) == pytest.approx(
+    assert make_loss("bce", 2)(logits, labels) == pytest.approx(
         F.cross_entropy(logits, labels).item(), rel=1e-5)
 
 
@@ -110,13 +111,13 @@ def test_mse_and_l1_act_on_softmax_probabilities_against_one_hot_rows():
     logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])  # softmax: [.25, .75], [.5, .5]
     labels = torch.tensor([0, 1])
     # Squared errors: (.75^2 + .75^2) + (.5^2 + .5^2) over B * K = 4 entries.
-    assert build_loss("mse", 2)(logits, labels) == pytest.approx((1.125 + 0.5) / 4)
-    assert build_loss("l1", 2)(logits, labels) == pytest.approx((1.5 + 1.0) / 4)
+    assert make_loss("mse", 2)(logits, labels) == pytest.approx((1.125 + 0.5) / 4)
+    assert make_loss("l1", 2)(logits, labels) == pytest.approx((1.5 + 1.0) / 4)
     # Soft targets and label smoothing act on the target rows: eps=0.5 turns [1, 0] into
     # [.75, .25], which the first row's [.25, .75] misses by .5 per entry.
-    smoothed = build_loss("l1", 2, label_smoothing=0.5)(logits[:1], labels[:1])
+    smoothed = make_loss("l1", 2, label_smoothing=0.5)(logits[:1], labels[:1])
     assert smoothed == pytest.approx(0.5)
-    soft = build_loss("mse", 2)(logits[:1], torch.tensor([[0.25, 0.75]]))
+    soft = make_loss("mse", 2)(logits[:1], torch.tensor([[0.25, 0.75]]))
     assert soft == pytest.approx(0.0, abs=1e-7)
 
 
@@ -129,9 +130,10 @@ def test_unknown_loss_fails_with_one_line_listing_the_names():
 
 @pytest.mark.parametrize(("settings", "message"), [
     (dict(loss="bce", num_classes=3), "loss 'bce' needs exactly 2 classes"),
-    (dict(loss="mse", class_weights=[1.0, 2.0]), "loss 'mse' takes no class_weights"),
+    (dict(loss="mse", class_weights=[1.0, 2.0]),
+     "class_weights applies to loss cross_entropy, bce only, and loss is 'mse'"),
     (dict(class_weights=[1.0, 2.0, 3.0]), "class_weights has 3 values but there are 2"),
-    (dict(class_weights=[1.0, 0.0]), "each class weight=0.0 is out of range"),
+    (dict(class_weights=[1.0, 0.0]), r"class_weights\[1\]=0.0 is out of range"),
     (dict(class_weights="balanced"), "give a list of 2 numbers, 'auto'"),
     (dict(label_smoothing=1.0), "label_smoothing=1.0 is out of range"),
 ])

@@ -5,7 +5,7 @@ import torch
 
 from src.core.errors import ConfigError
 from src.modules.layers import NORM_NAMES, VECTOR_NORM_NAMES
-from src.modules.networks import build_network
+from tests.factories import make_network
 
 TINY_RESNET = (8, 16, 16, 16)
 
@@ -25,26 +25,28 @@ def _check_forward_backward(net: torch.nn.Module, images: torch.Tensor, num_clas
 @pytest.mark.parametrize("norm", NORM_NAMES)
 def test_resnet18_every_norm(norm):
     torch.manual_seed(0)
-    net = build_network("resnet18", num_classes=7, in_channels=3, image_size=32, norm=norm,
-                        norm_groups=4, resnet_widths=TINY_RESNET)
+    groups = {"norm_groups": 4} if norm == "group" else {}
+    net = make_network("resnet18", num_classes=7, in_channels=3, image_size=32, norm=norm,
+                       resnet_widths=TINY_RESNET, **groups)
     _check_forward_backward(net, torch.randn(4, 3, 32, 32), 7)
 
 
 @pytest.mark.parametrize("norm", VECTOR_NORM_NAMES)
 def test_mlp_every_norm(norm):
     torch.manual_seed(0)
-    net = build_network("mlp", num_classes=5, in_channels=1, image_size=28, norm=norm,
-                        norm_groups=4, hidden_widths=(16, 8), dropout=0.1)
+    groups = {"norm_groups": 4} if norm == "group" else {}
+    net = make_network("mlp", num_classes=5, in_channels=1, image_size=28, norm=norm,
+                       hidden_widths=(16, 8), dropout=0.1, **groups)
     _check_forward_backward(net, torch.randn(6, 1, 28, 28), 5)
 
 
 def test_resnet18_parameter_count_matches_the_reference():
-    net = build_network("resnet18", num_classes=10, in_channels=3, image_size=32, norm="batch")
+    net = make_network("resnet18", num_classes=10, in_channels=3, image_size=32, norm="batch")
     assert sum(p.numel() for p in net.parameters()) == 11_173_962
 
 
 def test_resnet18_is_the_cifar_variant():
-    net = build_network("resnet18", num_classes=10, in_channels=3, image_size=32)
+    net = make_network("resnet18", num_classes=10, in_channels=3, image_size=32)
     stem_conv = net.stem[0]
     assert stem_conv.kernel_size == (3, 3) and stem_conv.stride == (1, 1)
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
@@ -56,7 +58,7 @@ def test_resnet18_is_the_cifar_variant():
 
 
 def test_mlp_layout_follows_the_widths():
-    net = build_network("mlp", num_classes=10, in_channels=3, image_size=32, norm="layer",
+    net = make_network("mlp", num_classes=10, in_channels=3, image_size=32, norm="layer",
                         act="gelu", hidden_widths=(64, 32), dropout=0.5)
     linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(3072, 64), (64, 32), (32, 10)]
@@ -66,15 +68,15 @@ def test_mlp_layout_follows_the_widths():
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"arch": "resnet50"}, "unknown architecture 'resnet50'; choose one of: mlp, resnet18"),
-    ({"arch": "resnet18", "norm": "bach"}, "unknown normalization 'bach'"),
+    ({"arch": "resnet50"}, "unknown arch 'resnet50'; choose one of: mlp, resnet18, timm"),
+    ({"arch": "resnet18", "norm": "bach"}, "unknown norm 'bach'"),
     ({"arch": "mlp", "norm": "instance"}, "unknown normalization for vector features"),
-    ({"arch": "resnet18", "act": "relu7"}, "unknown activation 'relu7'"),
+    ({"arch": "resnet18", "act": "relu7"}, "unknown act 'relu7'"),
     ({"arch": "resnet18", "norm": "group", "norm_groups": 3}, "norm_groups=3 does not divide 64"),
     ({"arch": "mlp", "dropout": 1.0}, "dropout=1.0 is out of range"),
 ])
 def test_bad_network_settings_fail_with_one_line(arguments, message):
     with pytest.raises(ConfigError) as error:
-        build_network(num_classes=10, in_channels=3, image_size=32, **arguments)
+        make_network(num_classes=10, in_channels=3, image_size=32, **arguments)
     assert message in str(error.value)
     assert "\n" not in str(error.value)

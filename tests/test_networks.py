@@ -10,16 +10,19 @@ from experiments import cifar_mlp, cifar_resnet18
 from src.core.errors import ConfigError
 from src.modules import ImageClassifier
 from src.modules.layers import NORM_NAMES, VECTOR_NORM_NAMES
-from src.modules.networks import NETWORKS, build_network
+from src.modules.networks import NETWORKS
 from src.modules.resnet import BasicBlock
+from tests.factories import make_network
 
 NORMS = {"mlp": VECTOR_NORM_NAMES, "resnet18": NORM_NAMES}
-TINY = {"hidden_widths": (16, 8), "resnet_widths": (8, 8, 8, 8), "norm_groups": 4}
+TINY = {"mlp": {"hidden_widths": (16, 8)}, "resnet18": {"resnet_widths": (8, 8, 8, 8)}}
 
 
 def tiny(arch: str, **values) -> nn.Module:
-    return build_network(arch, num_classes=3, in_channels=3, image_size=16,
-                         **{**TINY, **values})
+    """A tiny network; 4 groups when the norm is the group norm (widths of 8 and 16)."""
+    groups = {"norm_groups": 4} if values.get("norm") == "group" else {}
+    return make_network(arch, num_classes=3, in_channels=3, image_size=16,
+                        **{**TINY.get(arch, {}), **groups, **values})
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -129,12 +132,12 @@ def test_drop_block_drops_blocks_in_training_and_is_identity_in_eval():
 
 
 @pytest.mark.parametrize(("arch", "values", "expected"), [
-    ("vgg", {}, "unknown architecture 'vgg'; choose one of: " + ", ".join(sorted(NETWORKS))),
+    ("vgg", {}, "unknown arch 'vgg'; choose one of: " + ", ".join(sorted(NETWORKS))),
     ("mlp", {"norm_position": "middle"}, "unknown norm_position 'middle'; choose one of: after"),
-    ("mlp", {"drop_block_prob": 0.1}, "drop_block_prob applies to conv networks"),
+    ("mlp", {"drop_block_prob": 0.1}, "drop_block_prob applies to arch resnet18 only"),
     ("resnet18", {"drop_block_prob": 1.0}, "drop_block_prob=1.0 is out of range"),
     ("resnet18", {"drop_block_size": 0}, "drop_block_size=0 is out of range"),
-    ("resnet18", {"pretrained": True}, "pretrained weights need arch='timm'"),
+    ("resnet18", {"pretrained": True}, "pretrained applies to arch timm only"),
 ])
 def test_bad_network_settings_fail_with_one_line(arch, values, expected):
     with pytest.raises(ConfigError, match=expected) as error:

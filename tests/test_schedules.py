@@ -44,7 +44,7 @@ def run_schedules(name: str, run: RunLength = RUN, metrics: list[float] | None =
     """The learning rate used by each optimizer step of the run."""
     optimizer = sgd()
     configs = lightning_scheduler_configs(
-        make_scheduler(name, optimizer, ScheduleSettings(**settings), run))
+        make_scheduler(optimizer, ScheduleSettings(scheduler=name, **settings), run))
     rates = []
     for step in range(run.total_steps):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -88,7 +88,7 @@ def onecycle_closed_form(t: int, total: int, peak: float, pct_start: float) -> f
 
 
 def test_constant_schedule_has_no_scheduler_and_keeps_the_rate():
-    assert make_scheduler("constant", sgd(), ScheduleSettings(), RUN) == []
+    assert make_scheduler(sgd(), ScheduleSettings(scheduler="constant"), RUN) == []
     assert run_schedules("constant") == [LR] * TOTAL
 
 
@@ -162,7 +162,7 @@ def test_cyclic_modes(mode):
 
 def test_cyclic_leaves_momentum_alone():
     optimizer = sgd()
-    make_scheduler("cyclic", optimizer, ScheduleSettings(cyclic_base_lr=0.01), RUN)
+    make_scheduler(optimizer, ScheduleSettings(scheduler="cyclic", cyclic_base_lr=0.01), RUN)
     assert optimizer.param_groups[0]["momentum"] == 0.9
 
 
@@ -174,10 +174,10 @@ def test_onecycle_matches_torch_closed_form():
 
 def test_onecycle_cycles_momentum_only_where_the_optimizer_has_it():
     with_momentum = sgd()
-    make_scheduler("onecycle", with_momentum, ScheduleSettings(), RUN)
+    make_scheduler(with_momentum, ScheduleSettings(scheduler="onecycle"), RUN)
     assert with_momentum.param_groups[0]["momentum"] == pytest.approx(0.95)
     plain = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR, momentum=0.0)
-    make_scheduler("onecycle", plain, ScheduleSettings(), RUN)
+    make_scheduler(plain, ScheduleSettings(scheduler="onecycle"), RUN)
     assert plain.param_groups[0]["momentum"] == 0.0  # not switched on behind the user's back
 
 
@@ -202,9 +202,8 @@ def test_reduce_on_plateau_max_mode_for_val_acc():
 
 def test_reduce_on_plateau_config_monitors_the_metric_once_per_validation():
     run = RunLength(total_steps=TOTAL, steps_per_epoch=STEPS_PER_EPOCH, val_every_n_epochs=2)
-    settings = ScheduleSettings(plateau_monitor="val/acc")
-    [config] = lightning_scheduler_configs(make_scheduler("reduce_on_plateau", sgd(), settings,
-                                                          run))
+    settings = ScheduleSettings(scheduler="reduce_on_plateau", plateau_monitor="val/acc")
+    [config] = lightning_scheduler_configs(make_scheduler(sgd(), settings, run))
     assert config["monitor"] == "val/acc" and config["scheduler"].mode == "max"
     assert config["interval"] == "epoch" and config["frequency"] == 2
 
@@ -212,12 +211,12 @@ def test_reduce_on_plateau_config_monitors_the_metric_once_per_validation():
 def test_reduce_on_plateau_without_validation_set_fails_clearly():
     run = RunLength(total_steps=TOTAL, steps_per_epoch=STEPS_PER_EPOCH, has_validation=False)
     with pytest.raises(ConfigError, match="no validation set"):
-        make_scheduler("reduce_on_plateau", sgd(), ScheduleSettings(), run)
+        make_scheduler(sgd(), ScheduleSettings(scheduler="reduce_on_plateau"), run)
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_schedule_steps_per_epoch_or_per_step_by_definition(name):
-    schedules = make_scheduler(name, sgd(), ScheduleSettings(cyclic_base_lr=0.01), RUN)
+    schedules = make_scheduler(sgd(), ScheduleSettings(scheduler=name, cyclic_base_lr=0.01), RUN)
     epoch_wise = {"step", "multistep", "exponential", "linear_then_constant",
                   "reduce_on_plateau"}
     assert [s.interval for s in schedules] == ([] if name == "constant" else
@@ -293,7 +292,7 @@ def test_warmup_goes_in_front_of_every_schedule(name):
 
 def test_warmup_longer_than_the_run_fails():
     with pytest.raises(ConfigError, match="does not fit"):
-        make_scheduler("cosine", sgd(), ScheduleSettings(warmup_steps=TOTAL + 1), RUN)
+        make_scheduler(sgd(), ScheduleSettings(scheduler="cosine", warmup_steps=TOTAL + 1), RUN)
 
 
 # -- names and ranges --------------------------------------------------------------------
@@ -301,7 +300,7 @@ def test_warmup_longer_than_the_run_fails():
 
 def test_unknown_scheduler_lists_the_known_names_in_one_line():
     with pytest.raises(ConfigError) as error:
-        validate_scheduler("cosine_annealing", ScheduleSettings(), LR)
+        validate_scheduler(ScheduleSettings(scheduler="cosine_annealing"), LR)
     message = str(error.value)
     assert "\n" not in message and "unknown scheduler 'cosine_annealing'" in message
     assert ", ".join(sorted(SCHEDULERS)) in message
@@ -330,7 +329,7 @@ def test_unknown_scheduler_lists_the_known_names_in_one_line():
 ])
 def test_out_of_range_schedule_settings_fail(name, settings, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("/", ".")):
-        validate_scheduler(name, ScheduleSettings(**settings), LR)
+        validate_scheduler(ScheduleSettings(scheduler=name, **settings), LR)
 
 
 def test_classifier_validates_schedule_in_init():

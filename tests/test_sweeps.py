@@ -230,7 +230,7 @@ def test_a_first_trial_that_cannot_start_stops_the_sweep(image_folder, tmp_path,
         sweep.main([str(spec), "--out", str(out), "--isolation", "inprocess"])
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("error: the first run could not start (unknown normalization")
+    assert error.startswith("error: the first run could not start (unknown norm 'bathc'")
     assert sorted(p.name for p in out.glob("trial_*")) == ["trial_000"]  # not repeated
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from experiments import cifar_resnet18
 from src.core.errors import ConfigError, UserInputError
 from src.modules import ImageClassifier
-from src.modules.networks import build_network
+from tests.factories import make_network
 
 SMALL_MODEL = "test_resnet"  # a tiny timm ResNet made for tests (~0.4M parameters)
 
@@ -24,7 +24,7 @@ SMALL_MODEL = "test_resnet"  # a tiny timm ResNet made for tests (~0.4M paramete
 def build_timm(**values):
     values = {"num_classes": 4, "in_channels": 3, "image_size": 32, "timm_model": SMALL_MODEL,
               **values}
-    return build_network("timm", **values)
+    return make_network("timm", **values)
 
 
 def tiny_loader(channels: int = 3, batches: int = 2) -> DataLoader:
@@ -76,7 +76,8 @@ def test_unknown_timm_model_fails_with_one_line_of_close_matches():
 
 
 def test_timm_refuses_options_it_would_ignore():
-    with pytest.raises(ConfigError, match="norm_position='after', act='gelu' would be ignored"):
+    with pytest.raises(ConfigError, match="norm_position applies to arch resnet18, mlp only, "
+                                          "and arch is 'timm'"):
         build_timm(act="gelu", norm_position="after")
 
 

@@ -42,9 +42,8 @@ def plain_loop_throughput(model: ImageClassifier, datamodule: ImageDataModule,
     datamodule.setup("fit")
     model.to(device).train()
     model.use_memory_format(device)  # channels_last on CUDA when asked, as in a fit
-    hp = model.hparams
     # The module's own optimizer and schedule factories, with the same settings.
-    optimizer = make_optimizer(hp.optimizer, model, model._optimizer_settings())
+    optimizer = make_optimizer(model, model.optimizer_settings)
     epoch = 0  # a new permutation each epoch, as in a Lightning run
     loader = TensorBatchLoader(datamodule.train_set.images.to(device),
                                datamodule.train_set.labels.to(device),
@@ -54,7 +53,7 @@ def plain_loop_throughput(model: ImageClassifier, datamodule: ImageDataModule,
                                epoch_fn=lambda: epoch)
     total = warmup + steps
     run = RunLength(total_steps=total, steps_per_epoch=len(loader), has_validation=False)
-    schedules = make_scheduler(hp.scheduler, optimizer, model._schedule_settings(), run)
+    schedules = make_scheduler(optimizer, model.schedule_settings, run)
     if any(schedule.interval != "step" for schedule in schedules):
         raise ConfigError("the plain loop steps per-step schedules only; pick one such as "
                           "onecycle, linear or cosine")

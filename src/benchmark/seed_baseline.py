@@ -19,7 +19,7 @@ from src.benchmark.timing import accuracy
 from src.datamodules.augment import build_augmentations
 from src.datamodules.base import ImageDataModule
 from src.datamodules.classic import classic_loader, per_image_transform
-from src.modules.networks import build_network
+from src.modules.networks import NetworkSettings, NetworkShape, build_network
 
 SEED_WIDTHS = (100, 100)
 SEED_BATCH_SIZE = 32
@@ -33,10 +33,9 @@ def seed_time_to_accuracy(datamodule: ImageDataModule, target: float, max_epochs
     `target` (checked after each epoch, off the clock) or `max_epochs`; returns (epoch,
     training seconds, test accuracy) after each epoch."""
     torch.manual_seed(seed)
-    model = build_network("mlp", num_classes=datamodule.num_classes,
-                          in_channels=datamodule.in_channels,
-                          image_size=datamodule.image_size, hidden_widths=widths,
-                          norm="batch", act="relu")
+    model = build_network(
+        NetworkSettings(arch="mlp", hidden_widths=tuple(widths), norm="batch", act="relu"),
+        NetworkShape(datamodule.num_classes, datamodule.in_channels, datamodule.image_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
     no_augmentation = build_augmentations([], datamodule.num_classes)

@@ -34,8 +34,10 @@ from src.callbacks.weight_averaging import build_weight_averaging
 from src.cli.tuning import add_tuning_arguments, tune
 from src.cli.workflow_flags import add_workflow_arguments
 from src.core.errors import ConfigError, UserInputError, lookup
+from src.core.settings import same_value, unused_settings
 from src.datamodules.base import ImageDataModule
 from src.modules import ImageClassifier
+from src.modules.classifier import SETTING_GROUPS
 from src.runs.checkpoints import SafeCheckpointIO, check_checkpoint_fits, read_checkpoint
 from src.runs.preflight import check_accelerator, check_output_dir
 from src.runs.run_dir import LAST_CHECKPOINT, RunDirectory, check_resume_config, prepare_run_dir
@@ -117,6 +119,16 @@ class ExperimentCLI(LightningCLI):
         parser.add_argument("--save_every_n_steps", type=int, default=500,
                             help="Also save checkpoints/last.ckpt every N training steps "
                                  "(0: only at the end of each epoch).")
+
+    def before_instantiate_classes(self) -> None:
+        # A recipe's options for the choices it made (onecycle_pct_start for its onecycle
+        # schedule) are not the user's: switching the schedule with one flag drops them.
+        # The same options given by the user for a choice not taken are refused by the
+        # module (src/core/settings.py).
+        model, recipe = self.config.model, self.parser.get_defaults().model
+        for name, default in unused_settings(SETTING_GROUPS, vars(model)).items():
+            if same_value(model[name], recipe[name]):
+                model[name] = default
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})

@@ -6,8 +6,10 @@ same network. Inputs arrive already normalized float tensors [B, C, H, W]; the
 datamodule does augmentation and normalization on the device (`on_after_batch_transfer`).
 """
 
+import copy
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
@@ -17,15 +19,25 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from src.callbacks.freeze_backbone import FreezeBackbone
-from src.core.errors import ConfigError, check_range
+from src.core.errors import ConfigError
+from src.core.settings import (
+    args_section,
+    check_settings,
+    flat_signature,
+    setting,
+    settings_group,
+    specs,
+    split_settings,
+)
 from src.evaluation.predictions import mirror_averaged_probs
 from src.modules.losses import (
+    LossSettings,
     build_loss,
     hard_labels,
     inverse_frequency_weights,
     wants_auto_class_weights,
 )
-from src.modules.networks import build_network
+from src.modules.networks import NetworkSettings, NetworkShape, build_network
 from src.modules.optimizers import OptimizerSettings, make_optimizer, validate_optimizer
 from src.modules.schedulers import (
     RunLength,
@@ -37,194 +49,81 @@ from src.modules.schedulers import (
 from src.runs.checkpoints import CheckpointError, check_checkpoint_fits, read_checkpoint
 
 
+@settings_group
+@dataclass(frozen=True)
+class InputSettings:
+    """What the data decide: linked from the datamodule by the CLI, recorded in checkpoints."""
+
+    num_classes: int = setting(10, "number of classes (linked from the data)", low=2)
+    in_channels: int = setting(3, "image channels (linked from the data)", low=1)
+    image_size: int = setting(32, "image height = width in pixels (linked from the data)",
+                              low=1)
+    class_names: tuple[str, ...] | None = setting(
+        None, "class names in label order; recorded from the data when fitting starts",
+        none_means="not recorded yet")
+    input_mean: tuple[float, ...] | None = setting(
+        None, "per-channel shift of the input: the network sees (pixel / 255 - input_mean) / "
+        "input_std; recorded from the data (--data.normalization) when fitting starts",
+        none_means="not recorded yet")
+    input_std: tuple[float, ...] | None = setting(
+        None, "per-channel divisor of the input (see input_mean)", low=0.0,
+        low_inclusive=False, none_means="not recorded yet")
+
+
+@settings_group
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How the network runs, and what the final test also reports."""
+
+    channels_last: bool = setting(
+        False, "on CUDA devices, keep the weights and input batches in channels_last memory "
+        "format (faster convolutions on tensor cores); ignored with a warning elsewhere: on "
+        "the CPU (torch 2.14, oneDNN) channels_last convolution backward gave wrong weight "
+        "gradients now and then, and hung")
+    compile: bool = setting(False, "compile the network with torch.compile (the checkpoint "
+                            "keys stay the same); the first steps take longer")
+    flip_tta: bool = setting(
+        False, "also test with horizontal-flip test-time augmentation (the mean softmax of "
+        "each image and its mirror image), logged as test/acc_flip_tta; test/acc stays that "
+        "of the plain images")
+
+
+T = TypeVar("T")
+
+# Every setting of the module, in the order --help and the reference list them.
+SETTING_GROUPS = (InputSettings, NetworkSettings, LossSettings, OptimizerSettings,
+                  ScheduleSettings, RuntimeSettings)
+
+
 class ImageClassifier(L.LightningModule):
     """Image classifier with a training loss, accuracy metrics, optimizer and schedule.
 
-    Validation and test always report the plain (unweighted, unsmoothed) cross-entropy
+    Built from plain values only: one keyword per setting, each declared once in its
+    group (`InputSettings`, `NetworkSettings`, `LossSettings`, `OptimizerSettings`,
+    `ScheduleSettings`, `RuntimeSettings`), from which this signature, this docstring and
+    the `--model.*` help come. Validation and test always report the plain cross-entropy
     as val/loss and test/loss, so runs with different training losses stay comparable;
     train/loss is the training objective chosen here.
-
-    Args:
-        arch: network architecture: "resnet18" (CIFAR ResNet18), "mlp", or
-            "timm" for the timm model named by timm_model.
-        num_classes: number of classes (linked from the datamodule by the CLI).
-        in_channels: image channels (linked from the datamodule by the CLI).
-        image_size: image height = width in pixels (linked from the datamodule by the CLI).
-        norm: normalization layer: batch, layer, group, instance (ResNet only) or none.
-        norm_groups: number of groups when norm="group"; must divide every layer width.
-        norm_position: "before" (linear/conv -> norm -> act) or "after" (-> act -> norm) the
-            activation; in a ResNet block "after" also moves the second norm after the
-            residual addition and its activation. Never applied to the classifier output.
-        act: activation: relu, relu6, leaky_relu, prelu, elu, selu, silu (= swish), gelu,
-            gelu_tanh, tanh, sigmoid, or a gain-preserving a*phi(x)+b variant: gpn_tanh,
-            gpn_relu, gpn_leaky_relu, gpn_elu, gpn_selu, gpn_gelu.
-        act_slope: leaky_relu negative slope (null: 0.01) or prelu initial slope (null: 0.25).
-        act_alpha: elu alpha (null: 1.0).
-        init: weight init of every Linear/Conv layer: default (the framework's), normal,
-            xavier_normal, xavier_uniform, kaiming_normal, kaiming_uniform (fan_in, gain of
-            the activation) or orthogonal. Except for default, biases start at 0 and norm
-            layers at weight 1, bias 0. With pretrained weights it applies to the head only.
-        init_std: standard deviation for init=normal (null: 0.01).
-        init_gain: gain for xavier_* (null: 1) and orthogonal (null: the activation's gain).
-        dropout: dropout probability in [0, 1): MLP hidden layers, or before the ResNet
-            (and timm) head.
-        drop_block_prob: DropBlock drop probability in ResNet stages 3 and 4 (0: off).
-        drop_block_size: DropBlock block side in pixels (clipped to the feature map).
-        hidden_widths: MLP hidden layer widths.
-        resnet_widths: ResNet18 stage widths.
-        timm_model: timm model name for arch="timm", e.g. resnet18, convnext_nano.
-        pretrained: start from timm's pretrained weights (local cache or download); a
-            one-line error when they cannot be reached. To rebuild a checkpoint without
-            them, load it with `load_from_checkpoint(path, pretrained=False)`.
-        pretrained_path: local timm-format weights file to start from (implies pretrained).
-        freeze_backbone_epochs: train only the classifier head for this many epochs, then
-            the whole network (0: never frozen); frozen batch norms keep their statistics.
-            With DDP use --trainer.strategy ddp_find_unused_parameters_true.
-        loss: training loss: cross_entropy, bce (two classes only; BCE on the margin
-            logit_1 - logit_0), mse or l1 (on softmax probabilities vs one-hot targets).
-            See src/modules/losses.py.
-        label_smoothing: label smoothing in [0, 1): targets become (1 - eps) t + eps / K.
-        class_weights: per-class loss weights (cross_entropy, bce): a list of
-            num_classes positive numbers, "auto" (N / (K * n_c) from the training
-            split's class counts, computed when fitting starts and saved in checkpoints)
-            or null (unweighted). For bce, [w0, w1] acts as pos_weight = w1 / w0.
-        optimizer: sgd, adagrad, rmsprop, adam, adamw, lamb (timm) or lbfgs (full-batch
-            training on a small subset: weight_decay 0, lr ~1, batch_size >= the subset).
-        lr: (peak) learning rate.
-        weight_decay: L2 penalty (SGD, Adagrad, RMSprop, Adam) or decoupled weight decay
-            (AdamW, LAMB).
-        decay_norm_and_bias: apply weight decay to biases and normalization weights too;
-            false puts every 1-D parameter in a group without weight decay.
-        momentum: SGD momentum.
-        nesterov: use Nesterov momentum with SGD.
-        betas: Adam/AdamW/LAMB moment coefficients.
-        rmsprop_alpha: RMSprop smoothing constant of the squared-gradient average.
-        rmsprop_momentum: RMSprop momentum.
-        lbfgs_max_iter: L-BFGS iterations (loss evaluations on the batch) per step.
-        lbfgs_history_size: L-BFGS number of past updates kept.
-        lbfgs_line_search: L-BFGS line search: strong_wolfe or none (fixed step lr).
-        scheduler: learning-rate schedule: constant, step, multistep, exponential,
-            inverse_time, linear_then_constant, linear, cosine, cosine_restarts, cyclic,
-            onecycle or reduce_on_plateau.
-        warmup_epochs: linear warm-up over this many epochs before the schedule (0: none).
-        warmup_steps: or over this many optimizer steps (set one of the two).
-        warmup_start_factor: the warm-up starts at this fraction of the schedule's first LR.
-        onecycle_pct_start: fraction of the run spent increasing the LR (onecycle).
-        step_size_epochs: epochs between LR drops (step).
-        step_gamma: factor of each LR drop (step, multistep).
-        milestone_epochs: epochs at which the LR drops by step_gamma (multistep).
-        exponential_gamma: LR factor per epoch (exponential).
-        inverse_time_decay: lr / (1 + inverse_time_decay * step), step = optimizer steps
-            (inverse_time).
-        linear_end_factor: final LR as a fraction of lr (linear, linear_then_constant).
-        decay_epochs: epochs of linear decay before the LR stays constant
-            (linear_then_constant).
-        min_lr: final / lowest learning rate (cosine, cosine_restarts, reduce_on_plateau).
-        restart_epochs: epochs until the first restart, T_0 (cosine_restarts).
-        restart_mult: factor by which each period grows, T_mult (cosine_restarts).
-        cyclic_mode: triangular, triangular2 or exp_range (cyclic).
-        cyclic_base_lr: lowest LR of each cycle; lr is the highest (cyclic).
-        cyclic_step_epochs: epochs from the lowest to the highest LR, half a cycle (cyclic).
-        cyclic_gamma: exp_range amplitude factor per optimizer step (cyclic).
-        plateau_monitor: val/loss (mode min) or val/acc (mode max) (reduce_on_plateau).
-        plateau_factor: LR factor of each reduction (reduce_on_plateau).
-        plateau_patience: validations without improvement before a reduction
-            (reduce_on_plateau).
-        channels_last: on CUDA devices, keep the network's weights and its input batches
-            in channels_last memory format (faster convolutions on tensor cores, notably
-            with bf16). Ignored, with a warning, on other devices: on the CPU (torch
-            2.14, oneDNN) channels_last convolution backward gave wrong weight gradients
-            now and then, and hung.
-        compile: compile the network with torch.compile (`nn.Module.compile`, so the
-            checkpoint keys stay the same); the first steps take longer while it compiles.
-        flip_tta: also test with horizontal-flip test-time augmentation (the mean of the
-            softmax of each image and of its mirror image) and log it separately as
-            test/acc_flip_tta; test/acc and test/loss stay those of the plain images.
     """
 
-    def __init__(
-        self,
-        arch: str = "resnet18",
-        num_classes: int = 10,
-        in_channels: int = 3,
-        image_size: int = 32,
-        norm: str = "batch",
-        norm_groups: int = 32,
-        norm_position: str = "before",
-        act: str = "relu",
-        act_slope: float | None = None,
-        act_alpha: float | None = None,
-        init: str = "default",
-        init_std: float | None = None,
-        init_gain: float | None = None,
-        dropout: float = 0.0,
-        drop_block_prob: float = 0.0,
-        drop_block_size: int = 3,
-        hidden_widths: tuple[int, ...] = (512, 256),
-        resnet_widths: tuple[int, ...] = (64, 128, 256, 512),
-        timm_model: str = "resnet18",
-        pretrained: bool = False,
-        pretrained_path: str | None = None,
-        freeze_backbone_epochs: int = 0,
-        loss: str = "cross_entropy",
-        label_smoothing: float = 0.0,
-        class_weights: list[float] | str | None = None,
-        optimizer: str = "sgd",
-        lr: float = 0.1,
-        weight_decay: float = 5e-4,
-        decay_norm_and_bias: bool = True,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        betas: tuple[float, float] = (0.9, 0.999),
-        rmsprop_alpha: float = 0.99,
-        rmsprop_momentum: float = 0.0,
-        lbfgs_max_iter: int = 20,
-        lbfgs_history_size: int = 100,
-        lbfgs_line_search: str = "strong_wolfe",
-        scheduler: str = "onecycle",
-        warmup_epochs: int = 0,
-        warmup_steps: int = 0,
-        warmup_start_factor: float = 0.01,
-        onecycle_pct_start: float = 0.25,
-        step_size_epochs: int = 30,
-        step_gamma: float = 0.1,
-        milestone_epochs: tuple[int, ...] = (30, 60, 80),
-        exponential_gamma: float = 0.98,
-        inverse_time_decay: float = 1e-3,
-        linear_end_factor: float = 0.01,
-        decay_epochs: int = 10,
-        min_lr: float = 0.0,
-        restart_epochs: int = 10,
-        restart_mult: int = 1,
-        cyclic_mode: str = "triangular",
-        cyclic_base_lr: float = 1e-4,
-        cyclic_step_epochs: float = 2.0,
-        cyclic_gamma: float = 0.9995,
-        plateau_monitor: str = "val/loss",
-        plateau_factor: float = 0.1,
-        plateau_patience: int = 3,
-        channels_last: bool = False,
-        compile: bool = False,
-        flip_tta: bool = False,
-    ):
+    def __init__(self, **settings: Any):
         super().__init__()
-        self.save_hyperparameters()
+        groups = split_settings(SETTING_GROUPS, settings)
+        # Every setting, defaults included: the checkpoint rebuilds this exact module. The
+        # hyperparameters stay the one copy of the settings (the finders change lr there).
+        self._record_hyperparameters({name: value for group in groups
+                                      for name, value in asdict(group).items()})
         # Check every name and range now, before the trainer creates any file.
-        self.criterion = build_loss(loss, num_classes, label_smoothing, class_weights)
-        validate_optimizer(optimizer, self._optimizer_settings())
-        validate_scheduler(scheduler, self._schedule_settings(), lr)
-        check_range("freeze_backbone_epochs", freeze_backbone_epochs, 0)
-        self.net = build_network(
-            arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-            norm=norm, norm_groups=norm_groups, norm_position=norm_position, act=act,
-            act_slope=act_slope, act_alpha=act_alpha, init=init, init_std=init_std,
-            init_gain=init_gain, dropout=dropout, drop_block_prob=drop_block_prob,
-            drop_block_size=drop_block_size, hidden_widths=hidden_widths,
-            resnet_widths=resnet_widths, timm_model=timm_model, pretrained=pretrained,
-            pretrained_path=pretrained_path,
-        )
+        check_settings(self.input_settings)
+        check_settings(self.runtime_settings)
+        num_classes = self.input_settings.num_classes
+        self.criterion = build_loss(self.loss_settings, num_classes)
+        validate_optimizer(self.optimizer_settings)
+        validate_scheduler(self.schedule_settings, self.optimizer_settings.lr)
+        self.net = build_network(self.network_settings, NetworkShape(
+            num_classes, self.input_settings.in_channels, self.input_settings.image_size))
         self.uses_channels_last = False  # set once the network is on a CUDA device
-        if compile:
+        if self.runtime_settings.compile:
             self.net.compile()
         # validate_args=False: torchmetrics' input checks may count distinct labels
         # (torch.unique: a device sync every step); the labels come from our own data.
@@ -240,36 +139,44 @@ class ImageClassifier(L.LightningModule):
         self.val_loss = MeanMetric(nan_strategy="disable")
         self.test_loss = MeanMetric(nan_strategy="disable")
 
+    def _record_hyperparameters(self, values: dict[str, Any]) -> None:
+        """What `save_hyperparameters(values)` stores, without its look at the caller's
+        local variables: the signature is generated, so `__init__` has no local variable
+        per setting for Lightning to find (it would fail with a KeyError)."""
+        self._set_hparams(values)
+        self._hparams_initial = copy.deepcopy(self._hparams)
+
+    def _settings(self, group: type[T]) -> T:
+        return group(**{name: self.hparams[name] for name in specs(group)})
+
+    @property
+    def input_settings(self) -> InputSettings:
+        return self._settings(InputSettings)
+
+    @property
+    def network_settings(self) -> NetworkSettings:
+        return self._settings(NetworkSettings)
+
+    @property
+    def loss_settings(self) -> LossSettings:
+        return self._settings(LossSettings)
+
+    @property
+    def optimizer_settings(self) -> OptimizerSettings:
+        return self._settings(OptimizerSettings)
+
+    @property
+    def schedule_settings(self) -> ScheduleSettings:
+        return self._settings(ScheduleSettings)
+
+    @property
+    def runtime_settings(self) -> RuntimeSettings:
+        return self._settings(RuntimeSettings)
+
     def configure_callbacks(self) -> list[L.Callback]:
         if self.hparams.freeze_backbone_epochs > 0:
             return [FreezeBackbone(self.hparams.freeze_backbone_epochs)]
         return []
-
-    def _optimizer_settings(self) -> OptimizerSettings:
-        hp = self.hparams
-        return OptimizerSettings(
-            lr=hp.lr, weight_decay=hp.weight_decay, decay_norm_and_bias=hp.decay_norm_and_bias,
-            momentum=hp.momentum, nesterov=hp.nesterov, betas=tuple(hp.betas),
-            rmsprop_alpha=hp.rmsprop_alpha, rmsprop_momentum=hp.rmsprop_momentum,
-            lbfgs_max_iter=hp.lbfgs_max_iter, lbfgs_history_size=hp.lbfgs_history_size,
-            lbfgs_line_search=hp.lbfgs_line_search,
-        )
-
-    def _schedule_settings(self) -> ScheduleSettings:
-        hp = self.hparams
-        return ScheduleSettings(
-            warmup_epochs=hp.warmup_epochs, warmup_steps=hp.warmup_steps,
-            warmup_start_factor=hp.warmup_start_factor,
-            onecycle_pct_start=hp.onecycle_pct_start, step_size_epochs=hp.step_size_epochs,
-            step_gamma=hp.step_gamma, milestone_epochs=tuple(hp.milestone_epochs),
-            exponential_gamma=hp.exponential_gamma, inverse_time_decay=hp.inverse_time_decay,
-            linear_end_factor=hp.linear_end_factor, decay_epochs=hp.decay_epochs,
-            min_lr=hp.min_lr, restart_epochs=hp.restart_epochs, restart_mult=hp.restart_mult,
-            cyclic_mode=hp.cyclic_mode, cyclic_base_lr=hp.cyclic_base_lr,
-            cyclic_step_epochs=hp.cyclic_step_epochs, cyclic_gamma=hp.cyclic_gamma,
-            plateau_monitor=hp.plateau_monitor, plateau_factor=hp.plateau_factor,
-            plateau_patience=hp.plateau_patience,
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.uses_channels_last:
@@ -290,6 +197,47 @@ class ImageClassifier(L.LightningModule):
             return
         self.net.to(memory_format=torch.channels_last)  # the same Parameter objects
         self.uses_channels_last = True
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":  # the datamodule is set up by now (Lightning calls it first)
+            self.record_data(getattr(self.trainer, "datamodule", None))
+
+    def record_data(self, datamodule: Any) -> None:
+        """Record the class names and the input scaling of the data this module trains on,
+        so that its checkpoints classify new images on their own (`classify`)."""
+        if datamodule is None or getattr(datamodule, "mean", None) is None:
+            return  # not an ImageDataModule, or not set up
+        shift, divisor = datamodule.normalization_constants()
+        names = tuple(getattr(datamodule, "classes", None) or ()) or None
+        recorded = {"class_names": names, "input_mean": tuple(shift.tolist()),
+                    "input_std": tuple(divisor.tolist())}
+        self.hparams.update(recorded)
+
+    def normalize_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images [B, C, H, W] (0..255) -> the network's input, scaled as in training."""
+        settings = self.input_settings
+        if settings.input_mean is None or settings.input_std is None:
+            raise ConfigError("this model has no recorded input scaling (input_mean, "
+                              "input_std): it was never fitted on an ImageDataModule")
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(settings.input_mean, device=images.device).view(shape)
+        std = torch.tensor(settings.input_std, device=images.device).view(shape)
+        return (images.float() / 255 - mean) / std
+
+    @torch.no_grad()
+    def classify(self, images: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
+        """Class probabilities [B, num_classes] of uint8 images [B, C, H, W], computed in
+        eval mode on the model's device; `flip_tta`: the mean with their mirror images."""
+        was_training = self.training
+        self.eval()
+        inputs = self.normalize_input(images.to(self.device))
+        logits = self(inputs)
+        if flip_tta:
+            probs = mirror_averaged_probs(self, inputs, logits)
+        else:
+            probs = logits.float().softmax(dim=-1)
+        self.train(was_training)
+        return probs
 
     def on_test_start(self) -> None:
         self.use_memory_format(self.device)
@@ -357,13 +305,19 @@ class ImageClassifier(L.LightningModule):
         return self(images).softmax(dim=-1)
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = make_optimizer(hp.optimizer, self, self._optimizer_settings())
-        schedules = make_scheduler(hp.scheduler, optimizer, self._schedule_settings(),
+        optimizer = make_optimizer(self, self.optimizer_settings)
+        schedules = make_scheduler(optimizer, self.schedule_settings,
                                    RunLength.from_trainer(self.trainer))
         if not schedules:
             return optimizer
         return [optimizer], lightning_scheduler_configs(schedules)
+
+
+# One declaration per setting: the signature and the Args of the docstring come from it
+# (LightningCLI reads both for --model.* and --help).
+ImageClassifier.__init__.__signature__ = flat_signature(SETTING_GROUPS)
+ImageClassifier.__doc__ = f"{ImageClassifier.__doc__.rstrip()}\n\n    Args:\n" + "\n".join(
+    f"    {line}" for line in args_section(SETTING_GROUPS).splitlines()) + "\n"
 
 
 def load_classifier(path: str | Path, **overrides: Any) -> ImageClassifier:

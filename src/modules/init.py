@@ -79,7 +79,7 @@ INITS: dict[str, WeightInit | None] = {
 # Which schemes read init_std / init_gain: setting one for another scheme is an error, so a
 # typo in a sweep cannot silently train something else than the user asked for.
 _USES_STD = ("normal",)
-_USES_GAIN = ("xavier_normal", "xavier_uniform", "orthogonal")
+USES_GAIN = ("xavier_normal", "xavier_uniform", "orthogonal")
 
 WEIGHTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
@@ -95,8 +95,8 @@ def validate_init(name: str, settings: InitSettings) -> None:
             raise ConfigError(f"init_std applies to init='normal' only, not init={name!r}")
         check_range("init_std", settings.std, 0.0, low_inclusive=False)
     if settings.gain is not None:
-        if name not in _USES_GAIN:
-            raise ConfigError(f"init_gain applies to init in {list(_USES_GAIN)}, not "
+        if name not in USES_GAIN:
+            raise ConfigError(f"init_gain applies to init in {list(USES_GAIN)}, not "
                               f"init={name!r} (kaiming_* take the activation's gain)")
         check_range("init_gain", settings.gain, 0.0, low_inclusive=False)
 

@@ -64,12 +64,12 @@ def get_norm_layer(kind: str, spatial: bool = True, groups: int = 32) -> NormBui
 
 # Where the normalization sits relative to the activation: "before" is
 # linear/conv -> norm -> act (the ResNet paper's order), "after" is linear/conv -> act -> norm.
-_NORM_AFTER_ACT = {"before": False, "after": True}
+NORM_POSITIONS = {"before": False, "after": True}
 
 
 def norm_after_act(position: str) -> bool:
     """True when `position` ("before" or "after") puts the norm after the activation."""
-    return lookup(_NORM_AFTER_ACT, position, "norm_position")
+    return lookup(NORM_POSITIONS, position, "norm_position")
 
 
 class GainPreserving(nn.Module):

@@ -33,11 +33,13 @@ the logits.
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from src.core.errors import ConfigError, DataError, check_range, lookup
+from src.core.errors import ConfigError, DataError
+from src.core.settings import check_settings, setting, settings_group
 
 AUTO_CLASS_WEIGHTS = "auto"
 
@@ -164,19 +166,35 @@ LOSSES: dict[str, Callable[..., ClassificationLoss]] = {
 }
 
 
-def validate_loss(name: str, num_classes: int, label_smoothing: float = 0.0,
-                  class_weights: str | Sequence[float] | None = None) -> None:
+@settings_group
+@dataclass(frozen=True)
+class LossSettings:
+    """The training objective (validation and test always log plain cross-entropy)."""
+
+    loss: str = setting("cross_entropy", "training loss (bce: two classes only, on the margin "
+                        "logit_1 - logit_0; mse, l1: on softmax probabilities vs one-hot "
+                        "targets)", choices=LOSSES)
+    label_smoothing: float = setting(0.0, "targets become (1 - eps) t + eps / K", low=0.0,
+                                     high=1.0, high_inclusive=False)
+    class_weights: list[float] | str | None = setting(
+        None, "per-class loss weights: a list of num_classes positive numbers, or auto (N / "
+        "(K n_c) from the training split, computed when fitting starts and saved in "
+        "checkpoints); for bce [w0, w1] acts as pos_weight = w1 / w0", low=0.0,
+        low_inclusive=False, none_means="unweighted",
+        applies=("loss", tuple(name for name, kind in LOSSES.items()
+                               if kind.uses_class_weights)))
+
+
+def validate_loss(settings: LossSettings, num_classes: int) -> None:
     """Fail with one line on an unknown name or a setting the loss cannot take."""
-    loss_class = lookup(LOSSES, name, "loss")
-    check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_inclusive=False)
+    check_settings(settings)
+    loss_class = LOSSES[settings.loss.lower()]
+    class_weights = settings.class_weights
     if loss_class is BinaryCrossEntropy and num_classes != 2:
         raise ConfigError(f"loss 'bce' needs exactly 2 classes, but the data have {num_classes}"
                           f"; pick two with --data.classes [NAME,NAME]")
     if class_weights is None:
         return
-    if not loss_class.uses_class_weights:
-        raise ConfigError(f"loss {name!r} takes no class_weights; use cross_entropy or bce, "
-                          f"or set --model.class_weights null")
     if isinstance(class_weights, str):
         if class_weights.lower() != AUTO_CLASS_WEIGHTS:
             raise ConfigError(f"class_weights={class_weights!r}: give a list of {num_classes} "
@@ -185,21 +203,20 @@ def validate_loss(name: str, num_classes: int, label_smoothing: float = 0.0,
     if len(class_weights) != num_classes:
         raise ConfigError(f"class_weights has {len(class_weights)} values but there are "
                           f"{num_classes} classes")
-    for value in class_weights:
-        check_range("each class weight", value, 0.0, low_inclusive=False)
 
 
-def build_loss(name: str, num_classes: int, label_smoothing: float = 0.0,
-               class_weights: str | Sequence[float] | None = None) -> ClassificationLoss:
-    """The loss called `name`. With class_weights="auto" it waits for the caller to pass the
-    weights computed from the training labels (`inverse_frequency_weights`) to
+def build_loss(settings: LossSettings, num_classes: int) -> ClassificationLoss:
+    """The loss `settings.loss`. With class_weights="auto" it waits for the caller to pass
+    the weights computed from the training labels (`inverse_frequency_weights`) to
     `set_class_weights`, and refuses to run before."""
-    validate_loss(name, num_classes, label_smoothing, class_weights)
+    validate_loss(settings, num_classes)
+    class_weights = settings.class_weights
     weights = None
     if class_weights is not None and not isinstance(class_weights, str):
         weights = torch.tensor([float(value) for value in class_weights])
-    return LOSSES[name.lower()](num_classes, label_smoothing, weights,
-                                awaiting_class_weights=wants_auto_class_weights(class_weights))
+    return LOSSES[settings.loss.lower()](num_classes, settings.label_smoothing, weights,
+                                         awaiting_class_weights=wants_auto_class_weights(
+                                             class_weights))
 
 
 def wants_auto_class_weights(class_weights: str | Sequence[float] | None) -> bool:

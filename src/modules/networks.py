@@ -4,54 +4,41 @@ This is the one place where names (architecture, norm, activation, init) become 
 Every network has `get_classifier()` (timm's name for the head); the rest is its backbone.
 """
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
-from src.core.errors import ConfigError, check_range, lookup
-from src.modules.init import InitSettings, init_weights, validate_init
-from src.modules.layers import act_nonlinearity, get_act_layer, get_norm_layer, norm_after_act
+from src.core.errors import ConfigError, check_range
+from src.core.settings import check_settings, setting, settings_group
+from src.modules.init import INITS, USES_GAIN, InitSettings, init_weights
+from src.modules.layers import (
+    ACTIVATIONS,
+    NORM_NAMES,
+    NORM_POSITIONS,
+    act_nonlinearity,
+    get_act_layer,
+    get_norm_layer,
+    norm_after_act,
+)
 from src.modules.mlp import MLP
 from src.modules.resnet import CifarResNet
 from src.modules.timm_backbone import build_timm_model, check_timm_model
 
 
 @dataclass(frozen=True)
-class NetworkConfig:
-    """Plain values describing one network; see ImageClassifier for each field's meaning."""
+class NetworkShape:
+    """What the data decide about the network: its input and output sizes."""
 
     num_classes: int
     in_channels: int
     image_size: int
-    norm: str = "batch"
-    norm_groups: int = 32
-    norm_position: str = "before"
-    act: str = "relu"
-    act_slope: float | None = None
-    act_alpha: float | None = None
-    init: str = "default"
-    init_std: float | None = None
-    init_gain: float | None = None
-    dropout: float = 0.0
-    drop_block_prob: float = 0.0
-    drop_block_size: int = 3
-    hidden_widths: Sequence[int] = (512, 256)
-    resnet_widths: Sequence[int] = (64, 128, 256, 512)
-    timm_model: str = "resnet18"
-    pretrained: bool = False
-    pretrained_path: str | None = None
-
-    def init_settings(self) -> InitSettings:
-        nonlinearity, slope = act_nonlinearity(self.act, self.act_slope)
-        return InitSettings(nonlinearity=nonlinearity, slope=slope, std=self.init_std,
-                            gain=self.init_gain)
 
 
-def _build_mlp(c: NetworkConfig) -> nn.Module:
+def _build_mlp(c: "NetworkSettings", shape: NetworkShape) -> nn.Module:
     return MLP(
-        in_features=c.in_channels * c.image_size * c.image_size,
-        num_classes=c.num_classes,
+        in_features=shape.in_channels * shape.image_size * shape.image_size,
+        num_classes=shape.num_classes,
         hidden_widths=list(c.hidden_widths),
         norm_layer=get_norm_layer(c.norm, spatial=False, groups=c.norm_groups),
         act_layer=get_act_layer(c.act, c.act_slope, c.act_alpha),
@@ -60,10 +47,10 @@ def _build_mlp(c: NetworkConfig) -> nn.Module:
     )
 
 
-def _build_resnet18(c: NetworkConfig) -> nn.Module:
+def _build_resnet18(c: "NetworkSettings", shape: NetworkShape) -> nn.Module:
     return CifarResNet(
-        num_classes=c.num_classes,
-        in_channels=c.in_channels,
+        num_classes=shape.num_classes,
+        in_channels=shape.in_channels,
         norm_layer=get_norm_layer(c.norm, spatial=True, groups=c.norm_groups),
         act_layer=get_act_layer(c.act, c.act_slope, c.act_alpha),
         widths=list(c.resnet_widths),
@@ -75,67 +62,112 @@ def _build_resnet18(c: NetworkConfig) -> nn.Module:
     )
 
 
-def _build_timm(c: NetworkConfig) -> nn.Module:
-    return build_timm_model(c.timm_model, num_classes=c.num_classes, in_channels=c.in_channels,
-                            pretrained=c.pretrained, pretrained_path=c.pretrained_path,
-                            dropout=c.dropout)
+def _build_timm(c: "NetworkSettings", shape: NetworkShape) -> nn.Module:
+    return build_timm_model(c.timm_model, num_classes=shape.num_classes,
+                            in_channels=shape.in_channels, pretrained=c.pretrained,
+                            pretrained_path=c.pretrained_path, dropout=c.dropout)
 
 
-NETWORKS: dict[str, Callable[[NetworkConfig], nn.Module]] = {
+NETWORKS: dict[str, Callable[["NetworkSettings", NetworkShape], nn.Module]] = {
     "mlp": _build_mlp,
     "resnet18": _build_resnet18,
     "timm": _build_timm,
 }
 
-# Options that shape our own layers. A timm model keeps its own layers, so a value other
-# than the default would be silently ignored there: it is refused instead.
-_OWN_LAYER_OPTIONS = ("norm", "norm_position", "act", "act_slope", "act_alpha",
-                      "drop_block_prob")
+_OWN_LAYERS = ("resnet18", "mlp")  # a timm model keeps its own layers
+_ACT_SLOPE_TAKERS = tuple(name for name, spec in ACTIVATIONS.items() if "slope" in spec.defaults)
+_ACT_ALPHA_TAKERS = tuple(name for name, spec in ACTIVATIONS.items() if "alpha" in spec.defaults)
 
 
-def _check(arch: str, c: NetworkConfig) -> None:
+@settings_group
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The network: architecture, layers, initialization and regularization layers."""
+
+    arch: str = setting("resnet18", "architecture: resnet18 (CIFAR ResNet18), mlp, or timm "
+                        "(the timm model named by timm_model)", choices=NETWORKS)
+    norm: str = setting("batch", "normalization layer (instance: ResNet only)",
+                        choices=NORM_NAMES, applies=("arch", _OWN_LAYERS))
+    norm_groups: int = setting(32, "groups of the group norm; must divide every layer width",
+                               low=1, applies=("norm", ("group",)))
+    norm_position: str = setting(
+        "before", "before (linear/conv -> norm -> act) or after (-> act -> norm) the "
+        "activation; in a ResNet block 'after' also moves the second norm after the residual "
+        "addition; never applied to the classifier output", choices=NORM_POSITIONS,
+        applies=("arch", _OWN_LAYERS))
+    act: str = setting("relu", "activation (gpn_*: gain-preserving a*phi(x)+b)",
+                       choices=ACTIVATIONS, applies=("arch", _OWN_LAYERS))
+    act_slope: float | None = setting(None, "negative slope (leaky_relu) or initial slope "
+                                      "(prelu)", low=0.0, high=1.0,
+                                      none_means="0.01 for leaky_relu, 0.25 for prelu",
+                                      applies=("act", _ACT_SLOPE_TAKERS))
+    act_alpha: float | None = setting(None, "elu alpha", low=0.0, low_inclusive=False,
+                                      none_means="1.0", applies=("act", _ACT_ALPHA_TAKERS))
+    init: str = setting("default", "weight init of every Linear/Conv layer (default: the "
+                        "framework's; kaiming_*: fan_in with the activation's gain); except "
+                        "for default, biases start at 0 and norm layers at weight 1, bias 0; "
+                        "with pretrained weights only the head", choices=INITS)
+    init_std: float | None = setting(None, "standard deviation of init normal", low=0.0,
+                                     low_inclusive=False, none_means="0.01",
+                                     applies=("init", ("normal",)))
+    init_gain: float | None = setting(None, "gain of xavier_* and orthogonal", low=0.0,
+                                      low_inclusive=False,
+                                      none_means="1 for xavier_*, the activation's for "
+                                      "orthogonal", applies=("init", USES_GAIN))
+    dropout: float = setting(0.0, "dropout probability: MLP hidden layers, or before the "
+                             "ResNet (and timm) head", low=0.0, high=1.0, high_inclusive=False)
+    drop_block_prob: float = setting(0.0, "DropBlock drop probability in ResNet stages 3 and 4 "
+                                     "(0: off)", low=0.0, high=1.0, high_inclusive=False,
+                                     applies=("arch", ("resnet18",)))
+    drop_block_size: int = setting(3, "DropBlock block side in pixels (clipped to the map)",
+                                   low=1, applies=("arch", ("resnet18",)))
+    hidden_widths: tuple[int, ...] = setting((512, 256), "MLP hidden layer widths", low=1,
+                                             applies=("arch", ("mlp",)))
+    resnet_widths: tuple[int, int, int, int] = setting(
+        (64, 128, 256, 512), "ResNet18 stage widths", low=1, applies=("arch", ("resnet18",)))
+    timm_model: str = setting("resnet18", "timm model name, e.g. resnet18, convnext_nano",
+                              applies=("arch", ("timm",)))
+    pretrained: bool = setting(False, "start from timm's pretrained weights (local cache or "
+                               "download); to rebuild a checkpoint without them, load it with "
+                               "load_from_checkpoint(path, pretrained=False)",
+                               applies=("arch", ("timm",)))
+    pretrained_path: str | None = setting(None, "local timm-format weights file to start from "
+                                          "(implies pretrained)", applies=("arch", ("timm",)))
+    freeze_backbone_epochs: int = setting(
+        0, "train only the classifier head for this many epochs, then the whole network; "
+        "frozen batch norms keep their statistics; with DDP use --trainer.strategy "
+        "ddp_find_unused_parameters_true", low=0)
+
+    def init_settings(self) -> InitSettings:
+        nonlinearity, slope = act_nonlinearity(self.act, self.act_slope)
+        return InitSettings(nonlinearity=nonlinearity, slope=slope, std=self.init_std,
+                            gain=self.init_gain)
+
+
+def validate_network(settings: NetworkSettings, shape: NetworkShape) -> None:
     """Fail with one line on any bad name or value, before anything is built."""
-    check_range("num_classes", c.num_classes, 2)
-    check_range("dropout", c.dropout, 0.0, 1.0, high_inclusive=False)
-    check_range("drop_block_prob", c.drop_block_prob, 0.0, 1.0, high_inclusive=False)
-    check_range("drop_block_size", c.drop_block_size, 1)
-    for width in [*c.hidden_widths, *c.resnet_widths]:
-        check_range("layer width", width, 1)
-    if len(c.resnet_widths) != 4:
-        raise ConfigError(f"resnet_widths needs 4 stage widths, got {list(c.resnet_widths)}")
-    norm_after_act(c.norm_position)
-    get_act_layer(c.act, c.act_slope, c.act_alpha)
-    validate_init(c.init, c.init_settings())
-    if arch == "mlp" and c.drop_block_prob > 0:
-        raise ConfigError("drop_block_prob applies to conv networks (resnet18) only; "
-                          "for the MLP use dropout")
+    check_settings(settings)
+    check_range("num_classes", shape.num_classes, 2)
+    if len(settings.resnet_widths) != 4:
+        raise ConfigError(f"resnet_widths needs 4 stage widths, got "
+                          f"{list(settings.resnet_widths)}")
+    arch = settings.arch.lower()
+    if arch in _OWN_LAYERS:
+        get_act_layer(settings.act, settings.act_slope, settings.act_alpha)
     if arch == "timm":
-        check_timm_model(c.timm_model)
-        defaults = {f.name: f.default for f in fields(NetworkConfig)}
-        changed = [f"{name}={getattr(c, name)!r}" for name in _OWN_LAYER_OPTIONS
-                   if getattr(c, name) != defaults[name]]
-        if changed:
-            raise ConfigError(f"arch='timm' keeps the timm model's own layers, so "
-                              f"{', '.join(changed)} would be ignored; leave these options "
-                              f"at their defaults (they apply to resnet18 and mlp)")
-    elif c.pretrained or c.pretrained_path is not None:
-        raise ConfigError(f"pretrained weights need arch='timm' (with timm_model), not "
-                          f"arch={arch!r}")
+        check_timm_model(settings.timm_model)
 
 
-def build_network(arch: str, **values) -> nn.Module:
-    """Build the network called `arch` ("mlp", "resnet18" or "timm") from plain values.
+def build_network(settings: NetworkSettings, shape: NetworkShape) -> nn.Module:
+    """Build the network `settings.arch` ("mlp", "resnet18" or "timm") for data of `shape`.
 
-    values: the fields of NetworkConfig (num_classes, in_channels and image_size required).
     The weights are then initialized by `init`; with pretrained weights only the
     classifier head is, so the pretrained backbone is kept.
     """
-    builder = lookup(NETWORKS, arch, "architecture")
-    arch = arch.lower()
-    config = NetworkConfig(**values)
-    _check(arch, config)
-    network = builder(config)
-    pretrained = arch == "timm" and (config.pretrained or config.pretrained_path is not None)
+    validate_network(settings, shape)
+    arch = settings.arch.lower()
+    network = NETWORKS[arch](settings, shape)
+    pretrained = arch == "timm" and (settings.pretrained or settings.pretrained_path is not None)
     target = network.get_classifier() if pretrained else network
-    init_weights(target, config.init, config.init_settings())
+    init_weights(target, settings.init, settings.init_settings())
     return network

@@ -1,6 +1,7 @@
 """Optimizer factory: one registry maps names to torch.optim / timm.optim classes.
 
-`make_optimizer(name, module, settings)` also splits the parameters into a decayed and a
+`OptimizerSettings` declares every optimizer setting once (src/core/settings.py).
+`make_optimizer(module, settings)` also splits the parameters into a decayed and a
 non-decayed group when biases and normalization parameters should get no weight decay.
 """
 
@@ -13,57 +14,43 @@ from timm.optim import Lamb
 from torch import nn
 from torch.optim import Optimizer
 
-from src.core.errors import ConfigError, check_range, lookup
+from src.core.errors import ConfigError
+from src.core.settings import check_settings, setting, settings_group
 
 # L-BFGS line search: torch's names, plus "none" for a fixed step of size lr.
 LBFGS_LINE_SEARCHES: dict[str, str | None] = {"strong_wolfe": "strong_wolfe", "none": None}
 
 
-@dataclass(frozen=True)
-class OptimizerSettings:
-    lr: float
-    weight_decay: float = 0.0
-    decay_norm_and_bias: bool = True  # False: biases and norm weights get no weight decay
-    momentum: float = 0.9  # SGD
-    nesterov: bool = False  # SGD
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam, AdamW, LAMB
-    rmsprop_alpha: float = 0.99  # smoothing constant of the squared-gradient average
-    rmsprop_momentum: float = 0.0
-    lbfgs_max_iter: int = 20  # inner iterations (closure evaluations ~ batches) per step
-    lbfgs_history_size: int = 100
-    lbfgs_line_search: str = "strong_wolfe"
-
-
 ParamGroups = list[dict[str, Any]]
 
 
-def _sgd(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+def _sgd(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
     return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
                            weight_decay=s.weight_decay)
 
 
-def _adagrad(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+def _adagrad(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
     return torch.optim.Adagrad(groups, lr=s.lr, weight_decay=s.weight_decay)
 
 
-def _rmsprop(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+def _rmsprop(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
     return torch.optim.RMSprop(groups, lr=s.lr, alpha=s.rmsprop_alpha,
                                momentum=s.rmsprop_momentum, weight_decay=s.weight_decay)
 
 
-def _adam(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+def _adam(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
     return torch.optim.Adam(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
 
 
-def _adamw(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+def _adamw(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
     return torch.optim.AdamW(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
 
 
-def _lamb(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+def _lamb(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
     return Lamb(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
 
 
-def _lbfgs(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
+def _lbfgs(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
     # L-BFGS re-evaluates the loss through the closure Lightning passes to step();
     # it supports one parameter group and no weight decay (checked in validate_optimizer).
     return torch.optim.LBFGS(groups, lr=s.lr, max_iter=s.lbfgs_max_iter,
@@ -71,7 +58,7 @@ def _lbfgs(groups: ParamGroups, s: OptimizerSettings) -> Optimizer:
                              line_search_fn=LBFGS_LINE_SEARCHES[s.lbfgs_line_search])
 
 
-OPTIMIZERS: dict[str, Callable[[ParamGroups, OptimizerSettings], Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[[ParamGroups, "OptimizerSettings"], Optimizer]] = {
     "sgd": _sgd,
     "adagrad": _adagrad,
     "rmsprop": _rmsprop,
@@ -82,27 +69,54 @@ OPTIMIZERS: dict[str, Callable[[ParamGroups, OptimizerSettings], Optimizer]] = {
 }
 
 
-def validate_optimizer(name: str, settings: OptimizerSettings) -> None:
+_ADAM_LIKE = ("adam", "adamw", "lamb")
+
+
+@settings_group
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """How the weights are updated: the optimizer and its settings."""
+
+    optimizer: str = setting(
+        "sgd", "optimizer (lbfgs: full-batch training on a small subset, with weight_decay 0, "
+        "lr about 1 and batch_size >= the subset)", choices=OPTIMIZERS)
+    lr: float = setting(0.1, "(peak) learning rate", low=0.0, low_inclusive=False)
+    weight_decay: float = setting(
+        5e-4, "L2 penalty (sgd, adagrad, rmsprop, adam) or decoupled weight decay (adamw, "
+        "lamb)", low=0.0)
+    decay_norm_and_bias: bool = setting(
+        True, "apply weight decay to biases and normalization weights too; false puts every "
+        "1-D parameter in a group without weight decay")
+    momentum: float = setting(0.9, "SGD momentum", low=0.0, high=1.0, high_inclusive=False,
+                              applies=("optimizer", ("sgd",)))
+    nesterov: bool = setting(True, "Nesterov momentum", applies=("optimizer", ("sgd",)))
+    betas: tuple[float, float] = setting(
+        (0.9, 0.999), "moment coefficients (beta1, beta2)", low=0.0, high=1.0,
+        high_inclusive=False, applies=("optimizer", _ADAM_LIKE))
+    rmsprop_alpha: float = setting(
+        0.99, "smoothing constant of the squared-gradient average", low=0.0, high=1.0,
+        low_inclusive=False, high_inclusive=False, applies=("optimizer", ("rmsprop",)))
+    rmsprop_momentum: float = setting(0.0, "RMSprop momentum", low=0.0, high=1.0,
+                                      high_inclusive=False, applies=("optimizer", ("rmsprop",)))
+    lbfgs_max_iter: int = setting(20, "iterations (loss evaluations on the batch) per step",
+                                  low=1, applies=("optimizer", ("lbfgs",)))
+    lbfgs_history_size: int = setting(100, "number of past updates kept", low=1,
+                                      applies=("optimizer", ("lbfgs",)))
+    lbfgs_line_search: str = setting("strong_wolfe", "line search (none: a fixed step of lr)",
+                                     choices=LBFGS_LINE_SEARCHES,
+                                     applies=("optimizer", ("lbfgs",)))
+
+
+def validate_optimizer(settings: OptimizerSettings) -> None:
     """Fail early (before any training or file output) on a bad name or value."""
-    lookup(OPTIMIZERS, name, "optimizer")
-    s = settings
-    check_range("lr", s.lr, 0.0, low_inclusive=False)
-    check_range("weight_decay", s.weight_decay, 0.0)
-    check_range("momentum", s.momentum, 0.0, 1.0, high_inclusive=False)
+    check_settings(settings)
+    s, name = settings, settings.optimizer.lower()
     if len(s.betas) != 2:
         raise ConfigError(f"betas={list(s.betas)!r} must hold two numbers, e.g. [0.9, 0.999]")
-    for index, beta in enumerate(s.betas):
-        check_range(f"betas[{index}]", beta, 0.0, 1.0, high_inclusive=False)
-    check_range("rmsprop_alpha", s.rmsprop_alpha, 0.0, 1.0, low_inclusive=False,
-                high_inclusive=False)
-    check_range("rmsprop_momentum", s.rmsprop_momentum, 0.0, 1.0, high_inclusive=False)
-    check_range("lbfgs_max_iter", s.lbfgs_max_iter, 1)
-    check_range("lbfgs_history_size", s.lbfgs_history_size, 1)
-    lookup(LBFGS_LINE_SEARCHES, s.lbfgs_line_search, "lbfgs_line_search")
-    if name.lower() == "sgd" and s.nesterov and s.momentum <= 0:
+    if name == "sgd" and s.nesterov and s.momentum <= 0:
         raise ConfigError("nesterov=True needs momentum > 0; set --model.momentum 0.9 "
                           "or --model.nesterov false")
-    if name.lower() == "lbfgs" and s.weight_decay > 0:
+    if name == "lbfgs" and s.weight_decay > 0:
         raise ConfigError(f"optimizer lbfgs has no weight decay (weight_decay={s.weight_decay}); "
                           "set --model.weight_decay 0")
 
@@ -134,10 +148,10 @@ def parameter_groups(module: nn.Module, weight_decay: float,
     return [group for group in groups if group["params"]]
 
 
-def make_optimizer(name: str, module: nn.Module, settings: OptimizerSettings) -> Optimizer:
-    validate_optimizer(name, settings)
+def make_optimizer(module: nn.Module, settings: OptimizerSettings) -> Optimizer:
+    validate_optimizer(settings)
     groups = parameter_groups(module, settings.weight_decay, settings.decay_norm_and_bias)
-    return OPTIMIZERS[name.lower()](groups, settings)
+    return OPTIMIZERS[settings.optimizer.lower()](groups, settings)
 
 
 def uses_momentum(optimizer: Optimizer) -> bool:

@@ -22,36 +22,12 @@ from typing import Any
 from torch.optim import Optimizer, lr_scheduler
 
 from src.core.errors import ConfigError, check_range, lookup
+from src.core.settings import check_settings, setting, settings_group
 from src.modules.optimizers import uses_momentum
 
 CYCLIC_MODES: dict[str, str] = {name: name for name in ("triangular", "triangular2", "exp_range")}
 # Metrics reduce_on_plateau can watch, and whether lower or higher is better.
 PLATEAU_MONITORS: dict[str, str] = {"val/loss": "min", "val/acc": "max"}
-
-
-@dataclass(frozen=True)
-class ScheduleSettings:
-    warmup_epochs: int = 0
-    warmup_steps: int = 0
-    warmup_start_factor: float = 0.01
-    onecycle_pct_start: float = 0.25  # fraction of the run spent increasing the rate
-    step_size_epochs: int = 30
-    step_gamma: float = 0.1  # factor of each drop (step, multistep)
-    milestone_epochs: tuple[int, ...] = (30, 60, 80)
-    exponential_gamma: float = 0.98  # factor per epoch
-    inverse_time_decay: float = 1e-3  # per optimizer step
-    linear_end_factor: float = 0.01
-    decay_epochs: int = 10  # linear_then_constant: epochs of decay
-    min_lr: float = 0.0  # cosine, cosine_restarts, reduce_on_plateau
-    restart_epochs: int = 10  # T_0 of cosine_restarts, in epochs
-    restart_mult: int = 1  # T_mult of cosine_restarts
-    cyclic_mode: str = "triangular"
-    cyclic_base_lr: float = 1e-4
-    cyclic_step_epochs: float = 2.0  # half a cycle
-    cyclic_gamma: float = 0.9995  # exp_range: amplitude x gamma per optimizer step
-    plateau_monitor: str = "val/loss"
-    plateau_factor: float = 0.1
-    plateau_patience: int = 3  # validations without improvement before a drop
 
 
 @dataclass(frozen=True)
@@ -92,31 +68,31 @@ class Schedule:
     frequency: int = 1
 
 
-ScheduleBuilder = Callable[[Optimizer, ScheduleSettings, RunLength], Schedule | None]
+ScheduleBuilder = Callable[[Optimizer, "ScheduleSettings", RunLength], Schedule | None]
 
 
-def _constant(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> None:
+def _constant(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> None:
     return None
 
 
 # -- per epoch ---------------------------------------------------------------------------
 
 
-def _step(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _step(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     return Schedule(lr_scheduler.StepLR(optimizer, step_size=s.step_size_epochs,
                                         gamma=s.step_gamma), "epoch")
 
 
-def _multistep(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _multistep(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     return Schedule(lr_scheduler.MultiStepLR(optimizer, milestones=list(s.milestone_epochs),
                                              gamma=s.step_gamma), "epoch")
 
 
-def _exponential(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _exponential(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     return Schedule(lr_scheduler.ExponentialLR(optimizer, gamma=s.exponential_gamma), "epoch")
 
 
-def _linear_then_constant(optimizer: Optimizer, s: ScheduleSettings,
+def _linear_then_constant(optimizer: Optimizer, s: "ScheduleSettings",
                           run: RunLength) -> Schedule:
     # Linear decay until epoch `decay_epochs`, then constant (Goodfellow et al., Deep
     # Learning, sec. 8.3.1); LinearLR keeps its end value after total_iters.
@@ -125,7 +101,7 @@ def _linear_then_constant(optimizer: Optimizer, s: ScheduleSettings,
                                           total_iters=s.decay_epochs), "epoch")
 
 
-def _reduce_on_plateau(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _reduce_on_plateau(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     if not run.has_validation:
         raise ConfigError(f"scheduler reduce_on_plateau watches {s.plateau_monitor}, but this "
                           "run has no validation set; set --data.val_fraction (e.g. 0.1)")
@@ -140,33 +116,33 @@ def _reduce_on_plateau(optimizer: Optimizer, s: ScheduleSettings, run: RunLength
 # -- per optimizer step ------------------------------------------------------------------
 
 
-def _inverse_time(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _inverse_time(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     # lr0 / (1 + decay * step): no torch class has it, hence LambdaLR.
     decay = s.inverse_time_decay
     return Schedule(lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step)),
                     "step")
 
 
-def _linear(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _linear(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     return Schedule(lr_scheduler.LinearLR(optimizer, start_factor=1.0,
                                           end_factor=s.linear_end_factor,
                                           total_iters=run.total_steps), "step")
 
 
-def _cosine(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _cosine(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     # Stepped per batch so the decay is smooth even for runs of a few epochs.
     return Schedule(lr_scheduler.CosineAnnealingLR(optimizer, T_max=run.total_steps,
                                                    eta_min=s.min_lr), "step")
 
 
-def _cosine_restarts(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _cosine_restarts(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     # SGDR counts T_0 in epochs but anneals within them; T_0 in optimizer steps does both.
     first_period = int(s.restart_epochs) * run.steps_per_epoch
     return Schedule(lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=first_period, T_mult=int(s.restart_mult), eta_min=s.min_lr), "step")
 
 
-def _cyclic(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _cyclic(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     # Smith's cyclical learning rates between cyclic_base_lr and lr; momentum is left
     # alone (cycling it came later, with one-cycle) so every optimizer can use it.
     half_cycle = max(1, round(s.cyclic_step_epochs * run.steps_per_epoch))
@@ -177,7 +153,7 @@ def _cyclic(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedu
         cycle_momentum=False), "step")
 
 
-def _onecycle(optimizer: Optimizer, s: ScheduleSettings, run: RunLength) -> Schedule:
+def _onecycle(optimizer: Optimizer, s: "ScheduleSettings", run: RunLength) -> Schedule:
     # torch's one-cycle also cycles momentum (or Adam's beta1) against the rate, but only
     # where the optimizer uses momentum: it would switch momentum on for the others.
     max_lr = [group["lr"] for group in optimizer.param_groups]
@@ -202,43 +178,87 @@ SCHEDULERS: dict[str, ScheduleBuilder] = {
 }
 
 
-def validate_scheduler(name: str, s: ScheduleSettings, lr: float) -> None:
+def _for(*names: str) -> tuple[str, tuple[str, ...]]:
+    return ("scheduler", names)
+
+
+@settings_group
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """How the learning rate changes over the run; lengths come from the trainer."""
+
+    scheduler: str = setting("onecycle", "learning-rate schedule", choices=SCHEDULERS)
+    warmup_epochs: int = setting(0, "linear warm-up over this many epochs before the "
+                                 "schedule (0: none)", low=0)
+    warmup_steps: int = setting(0, "or over this many optimizer steps (set one of the two)",
+                                low=0)
+    warmup_start_factor: float = setting(
+        0.01, "the warm-up starts at this fraction of the schedule's first learning rate",
+        low=0.0, high=1.0, low_inclusive=False)
+    onecycle_pct_start: float = setting(
+        0.25, "fraction of the run spent increasing the learning rate", low=0.0, high=1.0,
+        low_inclusive=False, high_inclusive=False, applies=_for("onecycle"))
+    step_size_epochs: int = setting(30, "epochs between learning-rate drops", low=1,
+                                    applies=_for("step"))
+    step_gamma: float = setting(0.1, "factor of each drop", low=0.0, high=1.0,
+                                low_inclusive=False, applies=_for("step", "multistep"))
+    milestone_epochs: tuple[int, ...] = setting(
+        (30, 60, 80), "epochs at which the rate drops by step_gamma (increasing)", low=1,
+        applies=_for("multistep"))
+    exponential_gamma: float = setting(0.98, "learning-rate factor per epoch", low=0.0,
+                                       high=1.0, low_inclusive=False,
+                                       applies=_for("exponential"))
+    inverse_time_decay: float = setting(
+        1e-3, "lr / (1 + inverse_time_decay * step), step = optimizer steps", low=0.0,
+        applies=_for("inverse_time"))
+    linear_end_factor: float = setting(0.01, "final rate as a fraction of lr", low=0.0,
+                                       high=1.0, applies=_for("linear", "linear_then_constant"))
+    decay_epochs: int = setting(10, "epochs of linear decay before the rate stays constant",
+                                low=1, applies=_for("linear_then_constant"))
+    min_lr: float = setting(0.0, "final / lowest learning rate (at most lr)", low=0.0,
+                            applies=_for("cosine", "cosine_restarts", "reduce_on_plateau"))
+    restart_epochs: int = setting(10, "epochs until the first restart (T_0)", low=1,
+                                  applies=_for("cosine_restarts"))
+    restart_mult: int = setting(1, "factor by which each period grows (T_mult)", low=1,
+                                applies=_for("cosine_restarts"))
+    cyclic_mode: str = setting("triangular", "cycle shape", choices=CYCLIC_MODES,
+                               applies=_for("cyclic"))
+    cyclic_base_lr: float = setting(1e-4, "lowest rate of each cycle; lr is the highest",
+                                    low=0.0, low_inclusive=False, applies=_for("cyclic"))
+    cyclic_step_epochs: float = setting(
+        2.0, "epochs from the lowest to the highest rate (half a cycle)", low=0.0,
+        low_inclusive=False, applies=_for("cyclic"))
+    cyclic_gamma: float = setting(0.9995, "exp_range amplitude factor per optimizer step",
+                                  low=0.0, high=1.0, low_inclusive=False,
+                                  applies=_for("cyclic"))
+    plateau_monitor: str = setting("val/loss", "metric to watch: val/loss (lower is better) "
+                                   "or val/acc (higher is better)", choices=PLATEAU_MONITORS,
+                                   applies=_for("reduce_on_plateau"))
+    plateau_factor: float = setting(0.1, "factor of each reduction", low=0.0, high=1.0,
+                                    low_inclusive=False, high_inclusive=False,
+                                    applies=_for("reduce_on_plateau"))
+    plateau_patience: int = setting(3, "validations without improvement before a reduction",
+                                    low=0, applies=_for("reduce_on_plateau"))
+
+
+def validate_scheduler(s: ScheduleSettings, lr: float) -> None:
     """Fail early (before any training or file output) on a bad name or value."""
-    lookup(SCHEDULERS, name, "scheduler")
-    key = name.lower()
-    check_range("warmup_epochs", s.warmup_epochs, 0)
-    check_range("warmup_steps", s.warmup_steps, 0)
+    check_settings(s)
+    key = s.scheduler.lower()
     if s.warmup_epochs > 0 and s.warmup_steps > 0:
         raise ConfigError("set warmup_epochs or warmup_steps, not both "
                           f"(got {s.warmup_epochs} and {s.warmup_steps})")
-    check_range("warmup_start_factor", s.warmup_start_factor, 0.0, 1.0, low_inclusive=False)
-    check_range("onecycle_pct_start", s.onecycle_pct_start, 0.0, 1.0, low_inclusive=False,
-                high_inclusive=False)
-    check_range("step_size_epochs", s.step_size_epochs, 1)
-    check_range("step_gamma", s.step_gamma, 0.0, 1.0, low_inclusive=False)
     milestones = list(s.milestone_epochs)
     increasing = all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
-    if not milestones or milestones[0] < 1 or not increasing:
+    if not milestones or not increasing:
         raise ConfigError(f"milestone_epochs={milestones!r} must be increasing epochs >= 1, "
                           "e.g. [30, 60, 80]")
-    check_range("exponential_gamma", s.exponential_gamma, 0.0, 1.0, low_inclusive=False)
-    check_range("inverse_time_decay", s.inverse_time_decay, 0.0)
-    check_range("linear_end_factor", s.linear_end_factor, 0.0, 1.0)
-    check_range("decay_epochs", s.decay_epochs, 1)
     # A final rate above the peak would make these schedules climb instead of decay.
-    uses_min_lr = key in ("cosine", "cosine_restarts", "reduce_on_plateau")
-    check_range("min_lr", s.min_lr, 0.0, lr if uses_min_lr else None)
-    check_range("restart_epochs", s.restart_epochs, 1)
-    check_range("restart_mult", s.restart_mult, 1)
-    lookup(CYCLIC_MODES, s.cyclic_mode, "cyclic_mode")
-    check_range("cyclic_base_lr", s.cyclic_base_lr, 0.0, lr if key == "cyclic" else None,
-                low_inclusive=False, high_inclusive=False)
-    check_range("cyclic_step_epochs", s.cyclic_step_epochs, 0.0, low_inclusive=False)
-    check_range("cyclic_gamma", s.cyclic_gamma, 0.0, 1.0, low_inclusive=False)
-    lookup(PLATEAU_MONITORS, s.plateau_monitor, "plateau_monitor")
-    check_range("plateau_factor", s.plateau_factor, 0.0, 1.0, low_inclusive=False,
-                high_inclusive=False)
-    check_range("plateau_patience", s.plateau_patience, 0)
+    if key in ("cosine", "cosine_restarts", "reduce_on_plateau"):
+        check_range("min_lr", s.min_lr, 0.0, lr)
+    if key == "cyclic":
+        check_range("cyclic_base_lr", s.cyclic_base_lr, 0.0, lr, low_inclusive=False,
+                    high_inclusive=False)
 
 
 def warmup_length(s: ScheduleSettings, run: RunLength) -> int:
@@ -246,10 +266,10 @@ def warmup_length(s: ScheduleSettings, run: RunLength) -> int:
     return s.warmup_steps if s.warmup_steps > 0 else s.warmup_epochs * run.steps_per_epoch
 
 
-def make_scheduler(name: str, optimizer: Optimizer, settings: ScheduleSettings,
+def make_scheduler(optimizer: Optimizer, settings: ScheduleSettings,
                    run: RunLength) -> list[Schedule]:
     """The schedules Lightning should step for this optimizer (none: constant rate)."""
-    builder = lookup(SCHEDULERS, name, "scheduler")
+    builder = lookup(SCHEDULERS, settings.scheduler, "scheduler")
     warmup = warmup_length(settings, run)
     if warmup > run.total_steps:
         raise ConfigError(f"a warm-up of {warmup} optimizer steps does not fit in this run of "

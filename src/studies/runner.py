@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import yaml
+
 from src.cli.recipes import Recipes
+from src.core.settings import unused_settings
+from src.modules.classifier import SETTING_GROUPS
 from src.studies.study import Study, Variant
 from src.sweeps.run_metrics import Point, find_metrics_file, read_traces
 from src.sweeps.trial import TrialResult, check_first_run_started, run_trial
@@ -56,6 +60,26 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") or "variant"
 
 
+def model_values(recipe: Path, flags: list[str]) -> dict[str, object]:
+    """The `model:` settings a run of `recipe` with `flags` gets (flags as `--model.K V`)."""
+    values = dict((yaml.safe_load(recipe.read_text()) or {}).get("model") or {})
+    for flag, value in zip(flags[::2], flags[1::2], strict=False):
+        if flag.startswith("--model."):
+            values[flag.removeprefix("--model.")] = yaml.safe_load(value)
+    return values
+
+
+def drop_unused(flags: list[str], unused: dict[str, object]) -> tuple[list[str], list[str]]:
+    """Split `--key value` pairs into those kept and the `--model.<name>` options in
+    `unused` (options of a choice this run does not make)."""
+    kept, dropped = [], []
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        name = flag.removeprefix("--model.")
+        (dropped if flag.startswith("--model.") and name in unused else kept).extend(
+            [flag, value])
+    return kept, dropped
+
+
 def run_study(study: Study, recipes: Recipes, variants: list[Variant], budget: str,
               extra_flags: list[str], out_dir: Path, isolation: str,
               after_each: Callable[[list[VariantResult]], object] | None = None,
@@ -64,11 +88,22 @@ def run_study(study: Study, recipes: Recipes, variants: list[Variant], budget: s
     interrupted study keeps the table of the runs it finished."""
     results = []
     for variant in variants:
-        module = recipes.module(variant.base or study.base)
+        base = variant.base or study.base
+        module = recipes.module(base)
+        own = study.own_flags(variant, budget)
+        # Flags for every run (the study's common ones, the user's after --) go to the runs
+        # whose choices use them: --model.momentum is for the SGD variants, not Adam's.
+        unused = unused_settings(SETTING_GROUPS, model_values(
+            recipes.config(base), [*study.common_flags, *own, *extra_flags]))
+        common, _ = drop_unused(list(study.common_flags), unused)
+        extra, dropped_extra = drop_unused(extra_flags, unused)
+        if dropped_extra:
+            print(f"[{study.name}] {variant.label}: {' '.join(dropped_extra)} not used here "
+                  f"(the run's choices do not use it)", flush=True)
         # The W&B run (when enabled) is named after the variant, unless the user says otherwise.
         # The output goes to a log file: no progress bars in it.
-        flags = ["--trainer.enable_progress_bar", "false", *study.variant_flags(variant, budget),
-                 "--wandb.name", variant.label, *extra_flags]
+        flags = ["--trainer.enable_progress_bar", "false", *common, *own,
+                 "--wandb.name", variant.label, *extra]
         trial = run_trial(module, variant.label, {}, flags, out_dir / slug(variant.label),
                           isolation)
         if not results:

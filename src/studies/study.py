@@ -40,6 +40,7 @@ class Study:
     # Plot panels (names in src/studies/plots.py).
     panels: tuple[str, ...] = ("train loss per step", "val acc per epoch")
 
-    def variant_flags(self, variant: Variant, budget: str) -> list[str]:
-        return [*self.common_flags, *self.budgets[budget].flags, *variant.flags,
+    def own_flags(self, variant: Variant, budget: str) -> list[str]:
+        """The flags of the budget and the variant (after the common flags)."""
+        return [*self.budgets[budget].flags, *variant.flags,
                 *variant.budget_flags.get(budget, ())]
