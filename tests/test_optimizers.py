@@ -225,3 +225,26 @@ def test_cli_has_one_way_to_choose_the_optimizer(capsys):
         cifar_mlp.main(["--optimizer", "Adam"])
     assert exit_info.value.code == 2
 
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_lamb_scales_every_layer_update_to_lr_times_its_weight_norm(weight_decay):
+    # LAMB (You et al. 2020): each tensor moves by lr * ||w|| / ||u|| * u, so one step
+    # changes it by exactly lr * ||w||, whatever the gradient's scale. timm's Lamb skips
+    # that trust ratio at weight decay 0 unless always_adapt=True: the step would then
+    # be Adam's, whose first-step norm is about lr * sqrt(numel).
+    torch.manual_seed(0)
+    model = tiny_classifier(optimizer="lamb", lr=0.01, weight_decay=weight_decay)
+    optimizer = make_optimizer(model, model.optimizer_settings)
+    images, targets = next(iter(separable_batches()))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.loss(model(images), targets).backward()
+    optimizer.step()
+    checked = 0
+    for name, parameter in model.named_parameters():
+        norm = before[name].norm()
+        if norm == 0:
+            continue  # the ratio is 1 for a zero tensor (e.g. a zero-initialized bias)
+        step = (parameter.detach() - before[name]).norm()
+        assert step == pytest.approx(0.01 * norm.item(), rel=1e-3), name
+        checked += 1
+    assert checked >= 4  # both weight matrices, their biases, the norm's weight

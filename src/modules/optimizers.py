@@ -47,7 +47,11 @@ def _adamw(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
 
 
 def _lamb(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
-    return Lamb(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
+    # always_adapt: timm's Lamb applies the layer-wise trust ratio only where weight decay
+    # is non-zero unless told to always adapt; without it LAMB at weight decay 0 (and on
+    # the no-decay group) would be Adam with gradient clipping.
+    return Lamb(groups, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay,
+                always_adapt=True)
 
 
 def _lbfgs(groups: ParamGroups, s: "OptimizerSettings") -> Optimizer:
