@@ -50,3 +50,13 @@ def cifar10_dir() -> Path:
         pytest.skip("real CIFAR-10 not available: set CIFAR10_DIR to an image-folder copy "
                     "(../shared/data/cifar10/extract.sh DEST)")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """The real Fashion-MNIST image folders named by $FASHION_MNIST_DIR; skips without them."""
+    value = os.environ.get("FASHION_MNIST_DIR")
+    if not value or not (Path(value) / "train").is_dir():
+        pytest.skip("real Fashion-MNIST not available: set FASHION_MNIST_DIR to an image-folder "
+                    "copy (../shared/data/fashion_mnist/extract.sh DEST)")
+    return Path(value)
