@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv == ["--check"]:
         stale = stale_pages(DOCS)
         for name in stale:
-            print(f"docs/reference/{name} is out of date: run python -m experiments.reference_docs")
+            print(f"docs/reference/{name} is out of date: run "
+                  f"python -m experiments.reference_docs")
         return 1 if stale else 0
     for path in write_pages(DOCS):
         print(f"written: {path}")
