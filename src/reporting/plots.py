@@ -105,7 +105,8 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]], path: Path,
     history: one mapping per epoch with "epoch" and any of train_loss, val_loss,
     train_acc, val_acc (missing or NaN values are skipped).
     """
-    figure = Figure(figsize=(10, 4))
+    # Constrained layout makes room for the two-line title above the panels' own titles.
+    figure = Figure(figsize=(10, 4.6), layout="constrained")
     loss_axes, acc_axes = figure.subplots(1, 2)
     for axes, metric in ((loss_axes, "loss"), (acc_axes, "acc")):
         for split, style in (("train", "-o"), ("val", "-s")):
