@@ -30,6 +30,15 @@ def write_image_folder(root: Path, train_per_class: int = 24, test_per_class: in
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_folder(tmp_path_factory) -> Path:
+    """The decoded-data cache goes to $XDG_CACHE_HOME: a folder of this test session's,
+    never the user's own ~/.cache (subprocesses started by tests inherit it)."""
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     """A 4-class, 32x32 RGB image folder: 24 train and 8 test images per class."""

@@ -71,10 +71,15 @@ def test_no_validation_split_uses_every_training_image(image_folder):
     assert not dm.has_validation and dm.val_dataloader() == []
 
 
-def test_decoded_images_are_cached_and_reused(fresh_image_folder, monkeypatch):
+def test_decoded_images_are_cached_and_reused(fresh_image_folder, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user_cache"))
     first = CIFAR10DataModule(data_dir=str(fresh_image_folder))
     first.setup("fit")
-    assert (fresh_image_folder / ".cache" / "train-uint8.pt").is_file()
+    # In the user's cache folder, not in the data folder (which may be read-only).
+    cache_root = tmp_path / "user_cache" / "lightning-image-classification"
+    assert first.cache_dir.is_relative_to(cache_root)
+    assert (first.cache_dir / "train-uint8.pt").is_file()
+    assert not (fresh_image_folder / ".cache").exists()
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the cache is current")

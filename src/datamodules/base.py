@@ -29,6 +29,7 @@ from src.datamodules.sources import (
     ImageSet,
     check_folder_layout,
     decode_image,
+    default_cache_dir,
     list_image_files,
     load_folder_split,
     load_torchvision_split,
@@ -108,7 +109,9 @@ class ImageDataModule(L.LightningDataModule):
             Pixel values are in 0..1 units.
         device_resident: keep the uint8 images on the training device (no host-to-device
             copy per batch).
-        cache_dir: where decoded image folders are cached; default <data_dir>/.cache.
+        cache_dir: where decoded image folders are cached; default a folder of this data
+            set under $XDG_CACHE_HOME (else ~/.cache)/lightning-image-classification, not
+            the data folder (which may be shared, read-only or slow).
         drop_last: training batches of exactly batch_size only (the few images left over
             are skipped, a different few each epoch); by default each epoch's images are
             split into nearly equal batches of at most batch_size.
@@ -157,7 +160,7 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.data_dir = Path(data_dir or os.environ.get(self.env_var) or f"data/{self.name}")
-        self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / ".cache"
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.data_dir)
         lookup({name: name for name in SOURCES}, source, "data source")
         lookup({name: name for name in PIPELINES}, pipeline, "data pipeline")
         lookup(NORMALIZATIONS, normalization, "input normalization")
@@ -274,12 +277,30 @@ class ImageDataModule(L.LightningDataModule):
                                        per_class=hp.subset_per_class, seed=hp.split_seed,
                                        class_names=self.classes)
             train_pos = train_pos[chosen]
+        self._check_every_class_trains(pool_labels[train_pos], pool_labels)
         train_idx, val_idx = pool_idx[train_pos], pool_idx[val_pos]
         self.split_indices = {"train": train_idx, "val": val_idx}
         self.train_set = ImageSet(train.images[train_idx], pool_labels[train_pos], self.classes)
         self.val_set = ImageSet(train.images[val_idx], pool_labels[val_pos], self.classes)
         self.test_set = test
         self.mean, self.std = channel_stats(self.train_set.images)
+
+    def _check_every_class_trains(self, train_labels: torch.Tensor,
+                                  pool_labels: torch.Tensor) -> None:
+        """A class with no training image (all taken by the validation split, or none to
+        begin with) would make the run meaningless: refuse it before training."""
+        counts = torch.bincount(train_labels, minlength=len(self.classes))
+        empty = [name for name, count in zip(self.classes, counts.tolist(), strict=True)
+                 if count == 0]
+        if not empty:
+            return
+        available = torch.bincount(pool_labels, minlength=len(self.classes))
+        name = empty[0]
+        have = available[self.classes.index(name)].item()
+        which = "every class" if len(empty) == len(self.classes) else f"class {name!r}"
+        raise DataError(f"no training images left for {which} ({have} image(s) before the "
+                        f"validation split, val_fraction={self.hparams.val_fraction}); lower "
+                        f"--data.val_fraction or give more images")
 
     @property
     def has_validation(self) -> bool:

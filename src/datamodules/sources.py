@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, UnidentifiedImageError
 
 from src.core.errors import DataError
@@ -123,6 +124,15 @@ def decode_folder(split_dir: Path, classes: list[str]) -> ImageSet:
                     classes=classes)
 
 
+def default_cache_dir(data_dir: Path) -> Path:
+    """Where the decoded images of `data_dir` are cached by default: the user's cache
+    folder ($XDG_CACHE_HOME, else ~/.cache), one subfolder per data folder."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    resolved = str(Path(data_dir).expanduser().resolve())
+    key = hashlib.sha256(resolved.encode()).hexdigest()[:12]
+    return root / "lightning-image-classification" / f"{Path(resolved).name}-{key}"
+
+
 def load_folder_split(root: Path, split: str, classes: list[str],
                       cache_dir: Path | None) -> ImageSet:
     """Load `root/split` from the decoded cache when it is current, else decode (and cache)."""
@@ -134,7 +144,12 @@ def load_folder_split(root: Path, split: str, classes: list[str],
     if cache_file is not None and cache_file.exists():
         cached = _read_cache(cache_file, fingerprint, len(files), classes)
         if cached is not None:
+            rank_zero_info(f"Loaded {len(files):,} decoded {split} images from the cache "
+                           f"{cache_file}")
             return cached
+    where = f"; they are cached in {cache_file} for later runs" if cache_file else ""
+    rank_zero_info(f"Decoding {len(files):,} {split} images of {split_dir} (first run "
+                   f"only){where}")
     image_set = decode_folder(split_dir, classes)
     if cache_file is not None:
         _write_cache(cache_file, image_set, fingerprint)
