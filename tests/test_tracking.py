@@ -105,6 +105,10 @@ def test_unreachable_server_falls_back_to_offline_run(image_folder, tmp_path):
     result = train_with_wandb(image_folder, out_dir, env)
     assert "W&B: 127.0.0.1:9 is out of reach; logging offline" in result.stderr
     assert_local_records(out_dir)
+    # The end of the run says where the offline run is and how to upload it.
+    [offline_run] = (out_dir / "version_0" / "wandb").glob("offline-run-*")
+    assert (f"W&B run logged offline in {offline_run}; upload it with: wandb sync "
+            f"{offline_run}") in result.stdout
 
 
 @pytest.mark.slow

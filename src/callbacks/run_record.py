@@ -19,6 +19,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from src.core.project import PROJECT_ROOT
+
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "wandb", "timm", "jsonargparse")
 
 
@@ -30,9 +32,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str:

@@ -24,9 +24,9 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from src.core.errors import ConfigError, lookup
+from src.core.project import PROJECT_ROOT
 
 WANDB_MODES = ("auto", "online", "offline")
-CODE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _wandb_url() -> ParseResult:
@@ -148,14 +148,14 @@ def build_loggers(run_dir: Path, wandb_enabled: bool, wandb_project: str,
 
         # W&B records the git state of the code, not of save_dir (which may not exist yet:
         # it is only created once the run starts, so a failed start leaves nothing behind).
-        in_git = (CODE_ROOT / ".git").exists()
+        in_git = (PROJECT_ROOT / ".git").exists()
         loggers.append(WandbLogger(
             project=wandb_project, name=wandb_name, group=wandb_group, save_dir=str(run_dir),
             id=wandb_id, resume="allow",  # same id after a restart: the same W&B run
             offline=mode == "offline",
             log_model=mode == "online",  # best and last checkpoints as artifacts at the end
             settings=wandb.Settings(init_timeout=60, silent=True, disable_git=not in_git,
-                                    git_root=str(CODE_ROOT) if in_git else None),
+                                    git_root=str(PROJECT_ROOT) if in_git else None),
         ))
     return loggers
 
@@ -165,5 +165,11 @@ def finish_wandb_run(failed: bool = False) -> None:
     test, and a later WandbLogger in the same process (the next in-process sweep trial or
     study variant) would otherwise log into it instead of starting its own run."""
     wandb = sys.modules.get("wandb")  # never import wandb just to find it unused
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
+    if wandb is None or wandb.run is None:
+        return
+    run = wandb.run
+    offline_dir = Path(run.settings.sync_dir) if run.offline else None
+    wandb.finish(exit_code=1 if failed else 0)
+    if offline_dir is not None:
+        print(f"W&B run logged offline in {offline_dir}; upload it with: wandb sync "
+              f"{offline_dir}", flush=True)
