@@ -1,6 +1,6 @@
 """Train and test with the recipe in experiments/configs/cifar_resnet18.yaml.
 
-    python -m experiments.cifar_resnet18 [--config FILE] [--print_config] [--section.key VALUE ...]
+    python -m experiments.cifar_resnet18 [fit|validate|test|predict] [flags]
 """
 
 from experiments import RECIPES
@@ -8,8 +8,8 @@ from src.cli.experiment import run_experiment
 from src.datamodules.cifar10 import CIFAR10DataModule
 
 
-def main(args: list[str] | None = None) -> dict[str, float] | None:
-    return run_experiment(CIFAR10DataModule, RECIPES.config("cifar_resnet18"), args)
+def main(args: list[str] | None = None):
+    return run_experiment(CIFAR10DataModule, RECIPES, "cifar_resnet18", args)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_loader_resumes_mid_epoch_at_the_next_unseen_batch():
     iterator = iter(loader)
     seen = [next(iterator)[1] for _ in range(3)]
     state = loader.state_dict()
-    assert state == {"epoch": 3, "batches_yielded": 3, "batches_per_epoch": 7}
+    assert state == {"epoch": 3, "batches_yielded": 3, "batches_per_epoch": 7, "world_size": 1}
 
     resumed = make_loader()
     resumed.load_state_dict(state)
@@ -118,3 +118,15 @@ def test_csv_log_is_appended_and_steps_logged_again_replace_the_old_values(tmp_p
     assert [(row["step"], row["loss"], row["val/acc"], row["lr"]) for row in rows] == [
         ("0", "0.0", "", ""), ("1", "1.0", "", ""), ("1", "", "0.5", ""),
         ("2", "20.0", "", ""), ("3", "30.0", "", "0.1")]
+
+
+def test_a_position_saved_by_another_number_of_processes_continues_at_the_same_fraction():
+    # Saved halfway through epoch 0 by 2 processes (6 batches each); resumed on 1 process,
+    # whose epoch has 12 batches: it goes on at batch 6, with a warning that says why.
+    loader = TensorBatchLoader(torch.zeros(60, 1, 1, 1), torch.zeros(60), batch_size=5,
+                               shuffle=True)
+    state = {"epoch": 0, "batches_yielded": 3, "batches_per_epoch": 6, "world_size": 2}
+    with pytest.warns(UserWarning, match="resumed on 1 process.* instead of 2: the interrupted "
+                                         "epoch continues at batch 6 of 12"):
+        loader.load_state_dict(state)
+    assert len(list(loader)) == 12 - 6

@@ -182,4 +182,5 @@ def test_evaluate_missing_checkpoint_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([str(tmp_path / "nope.ckpt")])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == f"error: checkpoint {tmp_path}/nope.ckpt not found"
+    assert capsys.readouterr().err.strip() == \
+        f"error: checkpoint {tmp_path}/nope.ckpt does not exist"

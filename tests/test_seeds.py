@@ -14,7 +14,7 @@ from src.sweeps.run_metrics import find_metrics_file, read_metrics
 def test_seeds_report_mean_and_std_of_each_final_metric(image_folder, tmp_path, capsys):
     out = tmp_path / "seeds"
     results = seeds.main([
-        "--base", "cifar_mlp", "--seeds", "2", "--first-seed", "5", "--out", str(out), "--",
+        "--base", "cifar_mlp", "--seeds", "2", "--first_seed", "5", "--out_dir", str(out), "--",
         "--data.data_dir", str(image_folder), "--data.batch_size", "16",
         "--model.hidden_widths", "[16]", "--trainer.max_epochs", "1",
         "--trainer.enable_progress_bar", "false",

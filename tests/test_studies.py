@@ -52,7 +52,7 @@ def test_study_runs_its_variants_and_writes_table_and_plot(name, image_folder, g
     module = importlib.import_module(f"experiments.{name}")
     labels = STUDIES[name]
     out = tmp_path / "out"
-    results = module.main(["--out", str(out), "--isolation", "inprocess", "--variants", *labels,
+    results = module.main(["--out_dir", str(out), "--isolation", "inprocess", "--variants", *labels,
                            "--", "--data.data_dir", data_dir(name, image_folder, gray_folder),
                            *TINY])
     assert [r.variant.label for r in results] == labels
@@ -82,7 +82,7 @@ def test_study_specific_columns_come_from_the_runs(image_folder, tmp_path):
     from experiments import study_batch_size, study_init_activation
 
     out = tmp_path / "batch"
-    study_batch_size.main(["--out", str(out), "--isolation", "inprocess", "--variants",
+    study_batch_size.main(["--out_dir", str(out), "--isolation", "inprocess", "--variants",
                            "batch 16", "batch 64", "--", "--data.data_dir", str(image_folder),
                            *TINY])
     rows = read_table(out)
@@ -91,7 +91,7 @@ def test_study_specific_columns_come_from_the_runs(image_folder, tmp_path):
     assert all(float(row["s/epoch"]) > 0 for row in rows)  # EpochTimer is on by default
 
     out = tmp_path / "init"
-    study_init_activation.main(["--out", str(out), "--isolation", "inprocess", "--variants",
+    study_init_activation.main(["--out_dir", str(out), "--isolation", "inprocess", "--variants",
                                 "normal std 0.01 + relu", "normal std 1.0 + tanh", "--",
                                 "--data.data_dir", str(image_folder), *TINY,
                                 "--model.hidden_widths", "[64,64,64]"])
@@ -116,7 +116,7 @@ EXPLODING = Study(
 
 def test_a_diverged_variant_is_a_result_not_a_failure(image_folder, tmp_path):
     out = tmp_path / "out"
-    results = cli.main(EXPLODING, RECIPES, ["--out", str(out), "--isolation", "inprocess", "--",
+    results = cli.main(EXPLODING, RECIPES, ["--out_dir", str(out), "--isolation", "inprocess", "--",
                                    "--data.data_dir", str(image_folder)])
     exploded, fine = results
     assert exploded.diverged_at_step is not None and exploded.diverged_at_step >= 0
@@ -139,7 +139,7 @@ def test_an_interrupted_study_keeps_the_table_of_the_runs_it_finished(
     monkeypatch.setattr(runner, "run_trial", ctrl_c_on_the_second_run)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(EXPLODING, RECIPES, ["--out", str(out), "--isolation", "inprocess", "--",
+        cli.main(EXPLODING, RECIPES, ["--out_dir", str(out), "--isolation", "inprocess", "--",
                              "--data.data_dir", str(image_folder)])
     assert exit_info.value.code == 130
     assert [row["variant"] for row in read_table(out)] == ["explodes"]
@@ -151,7 +151,7 @@ def test_a_first_run_that_cannot_start_stops_the_study_in_one_line(image_folder,
                                                                    capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
-        cli.main(EXPLODING, RECIPES, ["--out", str(out), "--isolation", "inprocess", "--",
+        cli.main(EXPLODING, RECIPES, ["--out_dir", str(out), "--isolation", "inprocess", "--",
                              "--data.data_dir", str(image_folder), "--model.norm", "bogus"])
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip()
@@ -170,7 +170,7 @@ def test_bad_study_flags_fail_in_one_line(argv, message, tmp_path, capsys):
     from experiments import study_learning_rate
 
     with pytest.raises(SystemExit) as exit_:
-        study_learning_rate.main([*argv, "--out", str(tmp_path / "out")])
+        study_learning_rate.main([*argv, "--out_dir", str(tmp_path / "out")])
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(message) and "\n" not in error
@@ -182,17 +182,17 @@ def test_output_folder_with_files_is_refused(tmp_path, capsys):
 
     (tmp_path / "old.txt").write_text("earlier results")
     with pytest.raises(SystemExit) as exit_:
-        study_loss.main(["--out", str(tmp_path)])
+        study_loss.main(["--out_dir", str(tmp_path)])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == \
-        f"error: {tmp_path} already holds files; choose a new --out folder"
+        f"error: {tmp_path} already holds files; choose a new --out_dir folder"
 
 
 def test_homework_without_fashion_mnist_stops_with_the_datamodule_error(tmp_path, capsys):
     from experiments import fashion_mnist_homework
 
     with pytest.raises(SystemExit) as exit_:
-        fashion_mnist_homework.main(["--out", str(tmp_path / "out"), "--isolation", "inprocess",
+        fashion_mnist_homework.main(["--out_dir", str(tmp_path / "out"), "--isolation", "inprocess",
                                      "--", "--data.data_dir", str(tmp_path / "nothing"),
                                      "--data.download", "false"])
     assert exit_.value.code == 2
@@ -206,7 +206,7 @@ def test_homework_without_fashion_mnist_stops_with_the_datamodule_error(tmp_path
 def test_every_variant_of_every_study_runs(name, image_folder, gray_folder, tmp_path):
     module = importlib.import_module(f"experiments.{name}")
     out = tmp_path / "out"
-    module.main(["--out", str(out), "--isolation", "inprocess", "--",
+    module.main(["--out_dir", str(out), "--isolation", "inprocess", "--",
                  "--data.data_dir", data_dir(name, image_folder, gray_folder), *TINY,
                  "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"])
     rows = read_table(out)

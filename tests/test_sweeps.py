@@ -132,8 +132,8 @@ def test_grid_sweep_runs_every_trial_ranks_them_and_writes_a_usable_best_config(
                       parameters={"model.lr": [1e-2, 1e-6], "model.norm": ["batch", "layer"]},
                       flags=tiny_flags(image_folder, 1))
     out = tmp_path / "sweep"
-    report = sweep.main([str(spec), "--out", str(out), "--isolation", "inprocess",
-                         "--no-prune"])
+    report = sweep.main([str(spec), "--out_dir", str(out), "--isolation", "inprocess",
+                         "--no_prune"])
     assert len(report.results) == 4 and {r.status for r in report.results} == {"done"}
     rows = read_rows(out / "trials.csv")
     accs = [float(row["best val/acc"]) for row in rows]
@@ -169,7 +169,7 @@ def test_random_search_respects_the_trial_budget_and_its_bounds(image_folder, tm
                                   "model.dropout": {"min": 0.0, "max": 0.3}},
                       budget={"max_trials": 2}, flags=tiny_flags(image_folder, 1))
     out = tmp_path / "sweep"
-    report = sweep.main([str(spec), "--out", str(out), "--isolation", "inprocess"])
+    report = sweep.main([str(spec), "--out_dir", str(out), "--isolation", "inprocess"])
     assert [r.name for r in report.results] == ["trial_000", "trial_001"]
     assert "Stopped: trial budget spent (2 trials)" in (out / "results.md").read_text()
     for result in report.results:
@@ -184,7 +184,8 @@ def test_a_clearly_bad_trial_is_pruned_after_its_first_epoch(image_folder, tmp_p
                       parameters={"model.lr": [1e-2, 1e-7]},
                       prune={"after_epochs": 1, "min_trials": 1},
                       flags=tiny_flags(image_folder, 3))
-    report = sweep.main([str(spec), "--out", str(tmp_path / "sweep"), "--isolation", "inprocess"])
+    report = sweep.main([str(spec), "--out_dir", str(tmp_path / "sweep"), "--isolation",
+                         "inprocess"])
     good, bad = report.results
     assert good.status == "done" and good.metrics.epochs == 3
     assert bad.status == "pruned" and bad.metrics.epochs == 1
@@ -199,7 +200,7 @@ def test_coarse_to_fine_runs_a_short_grid_then_longer_trials_around_the_best(
                       coarse_to_fine={"coarse_epochs": 1, "fine_epochs": 2, "fine_trials": 2},
                       prune=False, flags=tiny_flags(image_folder, 5))
     out = tmp_path / "sweep"
-    report = sweep.main([str(spec), "--out", str(out), "--isolation", "inprocess"])
+    report = sweep.main([str(spec), "--out_dir", str(out), "--isolation", "inprocess"])
     phases = [r.phase for r in report.results]
     assert phases == ["coarse", "coarse", "fine", "fine"]
     coarse, fine = report.results[:2], report.results[2:]
@@ -215,7 +216,7 @@ def test_coarse_to_fine_runs_a_short_grid_then_longer_trials_around_the_best(
 def test_bad_spec_is_one_line_exit_2(tmp_path, capsys):
     spec = write_spec(tmp_path / "bad.yaml", method="bayes", parameters={"model.lr": [0.1]})
     with pytest.raises(SystemExit) as exit_:
-        sweep.main([str(spec), "--out", str(tmp_path / "out")])
+        sweep.main([str(spec), "--out_dir", str(tmp_path / "out")])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == (
         "error: unknown sweep method 'bayes'; choose one of: coarse_to_fine, grid, random")
@@ -227,7 +228,7 @@ def test_a_first_trial_that_cannot_start_stops_the_sweep(image_folder, tmp_path,
                       flags=[*tiny_flags(image_folder, 1), "--model.norm", "bathc"])
     out = tmp_path / "sweep"
     with pytest.raises(SystemExit) as exit_:
-        sweep.main([str(spec), "--out", str(out), "--isolation", "inprocess"])
+        sweep.main([str(spec), "--out_dir", str(out), "--isolation", "inprocess"])
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: the first run could not start (unknown norm 'bathc'")
@@ -240,7 +241,7 @@ def test_wandb_export_maps_the_space_and_the_command(tmp_path):
                                   "data.batch_size": [64, 128]},
                       flags=["--trainer.max_epochs", "3"], prune={"after_epochs": 2})
     exported = tmp_path / "wandb.yaml"
-    assert sweep.main([str(spec), "--export-wandb", str(exported), "--",
+    assert sweep.main([str(spec), "--export_wandb", str(exported), "--",
                        "--data.subset_per_class", "200"]) is None
     config = yaml.safe_load(exported.read_text())
     assert config["method"] == "random" and config["run_cap"] == 5

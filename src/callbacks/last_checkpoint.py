@@ -7,7 +7,8 @@ the trainer's checkpoint plugin):
 - when SIGTERM (SLURM, spot instances, `kill`) or Ctrl-C arrives: at the end of the
   running step, after which training stops with `StopRequested` (the command line prints
   one line and exits with 128 + the signal number: 143 for SIGTERM, 130 for Ctrl-C).
-  A second Ctrl-C stops at once. Outside SLURM, Lightning's own SIGTERM handling only
+  Both are answered at once (src/callbacks/signal_notice.py); a second Ctrl-C stops at
+  once, without saving. Outside SLURM, Lightning's own SIGTERM handling only
   stops training (possibly in the middle of a validation pass) and saves nothing; this
   callback replaces it while training runs.
 
@@ -22,10 +23,31 @@ checkpoints forget: resuming a run that stopped early does not train it further.
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
+
+from src.callbacks.signal_notice import SignalNotice
+
+
+def relocate_checkpoint_states(checkpoint: dict[str, Any], checkpoint_dir: str) -> None:
+    """Point the ModelCheckpoint states of a loaded checkpoint at `checkpoint_dir`, where
+    their files now are (the same names), when they were saved in another folder."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        old = state.get("dirpath") if key.startswith("ModelCheckpoint") else None
+        if not old or old == checkpoint_dir:
+            continue
+
+        def moved(path: str) -> str:
+            return str(Path(checkpoint_dir) / Path(path).name) if path else path
+
+        state["dirpath"] = checkpoint_dir
+        for name in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[name] = moved(state.get(name, ""))
+        state["best_k_models"] = {moved(path): score
+                                  for path, score in state.get("best_k_models", {}).items()}
 
 
 class StopRequested(Exception):
@@ -51,6 +73,7 @@ class LastCheckpoint(Checkpoint):
         self.requested: str | None = None  # name of the signal received, if any
         self._save_due = False
         self._previous_handlers: dict[int, Any] = {}
+        self._notice = SignalNotice(self.path)  # says at once what a signal will do
         self._training_stopped = False  # by early stopping, as saved in the checkpoint
 
     # -- signals --
@@ -66,10 +89,19 @@ class LastCheckpoint(Checkpoint):
             return  # signal handlers can only be installed from the main thread
         for signum in HANDLED_SIGNALS:
             self._previous_handlers[signum] = signal.signal(signum, self._handle)
+        if trainer.is_global_zero:
+            self._notice.start()
         if trainer.received_sigterm:  # arrived while Lightning's handler was in place
             self.requested = "SIGTERM"
         if self._training_stopped:
             trainer.should_stop = True  # resumed a run that had stopped early: stay stopped
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        # Called before any callback state is loaded: a run directory that was moved still
+        # names its old place in the best-checkpoint state, which Lightning would then drop
+        # (best score, top-k) and keep pointing at files that are no longer there.
+        relocate_checkpoint_states(checkpoint, str(Path(self.path).parent))
 
     def state_dict(self) -> dict[str, Any]:
         return {"training_stopped": self._training_stopped}
@@ -81,6 +113,7 @@ class LastCheckpoint(Checkpoint):
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers = {}
+        self._notice.stop()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()

@@ -40,14 +40,13 @@ from src.benchmark.report import markdown_table, write_report
 from src.benchmark.seed_baseline import SEED_BATCH_SIZE, SEED_WIDTHS, seed_time_to_accuracy
 from src.benchmark.timing import StepTimer, TimeToAccuracy
 from src.callbacks.weight_averaging import build_weight_averaging
-from src.cli.experiment import default_precision
 from src.cli.recipes import Recipes
 from src.core.errors import ConfigError, DataError, UserInputError, check_range
 from src.datamodules.base import ImageDataModule
 from src.datamodules.cifar10 import CIFAR10DataModule
 from src.datamodules.synthetic import SyntheticImageDataModule
 from src.modules.classifier import ImageClassifier
-from src.runs.preflight import check_accelerator
+from src.runs.preflight import check_accelerator, default_precision
 
 MODEL_RECIPES = {"resnet18": "cifar_resnet18.yaml", "mlp": "cifar_mlp.yaml"}
 EPOCH_IMAGES = 50_000

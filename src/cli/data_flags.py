@@ -2,17 +2,10 @@
 any data set (explore_data, evaluate). The flags are those of the training entry points'
 `data:` section, so a run's settings can be repeated word for word."""
 
-import sys
-from collections.abc import Callable
-from typing import TypeVar
-
 from jsonargparse import ArgumentParser, Namespace
 
-from src.core.errors import UserInputError
 from src.datamodules.base import ImageDataModule
 from src.datamodules.registry import DATAMODULES, datamodule_class
-
-T = TypeVar("T")
 
 
 def add_data_arguments(parser: ArgumentParser, default_dataset: str | None) -> None:
@@ -23,12 +16,3 @@ def add_data_arguments(parser: ArgumentParser, default_dataset: str | None) -> N
 
 def build_datamodule(config: Namespace) -> ImageDataModule:
     return datamodule_class(config.dataset)(**config.data.as_dict())
-
-
-def exit_on_user_error(work: Callable[[], T]) -> T:
-    """Run `work`; a problem with the user's input ends the program with one line, status 2."""
-    try:
-        return work()
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from src.cli.data_flags import add_data_arguments, build_datamodule, exit_on_user_error
-from src.cli.experiment import default_precision
+from src.cli.boundary import run_command
+from src.cli.data_flags import add_data_arguments, build_datamodule
 from src.core.errors import DataError
 from src.datamodules.base import ImageDataModule
 from src.datamodules.registry import dataset_name_in_checkpoint
@@ -42,6 +41,8 @@ from src.evaluation.predictions import (
     write_class_report,
 )
 from src.modules import ImageClassifier
+from src.runs.checkpoints import read_checkpoint
+from src.runs.preflight import default_precision
 
 
 @dataclass
@@ -77,12 +78,6 @@ def build_parser() -> ArgumentParser:
                         help="Trainer precision; default bf16-mixed on GPUs that support it, "
                              "else 32-true.")
     return parser
-
-
-def read_checkpoint(path: str) -> dict[str, Any]:
-    if not Path(path).is_file():
-        raise DataError(f"checkpoint {path} not found")
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def saved_data_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +187,7 @@ def evaluate(args: list[str] | None = None) -> Evaluation:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     members = []
     for index, (path, checkpoint) in enumerate(zip(paths, checkpoints, strict=True)):
-        model = ImageClassifier.load_from_checkpoint(path, map_location="cpu")
+        model = ImageClassifier.from_checkpoint(checkpoint, path)
         check_fits(model, datamodule, path)
         predictions = predict_with_flip(model, datamodule, trainer)
         members.append(_result(f"m{index + 1}", path, selection_note(checkpoint),
@@ -231,7 +226,7 @@ def evaluate(args: list[str] | None = None) -> Evaluation:
 
 
 def main(args: list[str] | None = None) -> Evaluation:
-    return exit_on_user_error(lambda: evaluate(args))
+    return run_command(lambda: evaluate(args))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from src.cli.data_flags import add_data_arguments, build_datamodule, exit_on_user_error
+from src.cli.boundary import run_command
+from src.cli.data_flags import add_data_arguments, build_datamodule
 from src.core.errors import check_range
 from src.datamodules.summary import DataSummary, summarize, to_markdown
 from src.reporting.plots import plot_class_histogram, plot_sample_grid
@@ -57,7 +58,7 @@ def explore(args: list[str] | None = None) -> DataSummary:
 
 
 def main(args: list[str] | None = None) -> DataSummary:
-    return exit_on_user_error(lambda: explore(args))
+    return run_command(lambda: explore(args))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from src.cli.boundary import OneLineArgumentParser, run_command
 from src.cli.recipes import Recipes
 from src.cli.sweep import split_extra_flags
-from src.core.errors import check_range, exit_on_user_error
+from src.core.errors import check_range
 from src.sweeps.report import markdown_table, seed_summary, write_csv
 from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import (
@@ -32,13 +33,13 @@ from src.sweeps.trial import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m experiments.seeds", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="entry point, e.g. cifar_mlp")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first .. first+N-1")
-    parser.add_argument("--out", type=Path,
+    parser.add_argument("--first_seed", type=int, default=0, help="seeds are first .. first+N-1")
+    parser.add_argument("--out_dir", type=Path,
                         help="output folder (default: runs/seeds/<base>-<time>)")
     parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
                         help="run each seed in its own process (default) or in this one")
@@ -50,7 +51,7 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
     args = build_parser().parse_args(own)
     check_range("--seeds", args.seeds, 1)
     module = recipes.module(args.base)
-    out_dir = args.out or Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = args.out_dir or Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_fresh_output(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -87,7 +88,7 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
 
 
 def main(argv: list[str] | None, recipes: Recipes) -> list[TrialResult]:
-    return exit_on_user_error(lambda: run(sys.argv[1:] if argv is None else argv, recipes))
+    return run_command(lambda: run(sys.argv[1:] if argv is None else argv, recipes))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     --budget quick|full        quick (default): a stratified subset and a few epochs, a
                                CPU in minutes; full: the full training set, GPU-sized epochs
-    --out DIR                  default runs/studies/<study>-<time>; must be new or empty
+    --out_dir DIR              default runs/studies/<study>-<time>; must be new or empty
     --isolation subprocess|inprocess
     --variants LABEL ...       run only these variants (default: all)
     -- FLAGS                   go to every run, last, e.g. -- --data.data_dir X
@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from src.cli.boundary import OneLineArgumentParser, run_command
 from src.cli.recipes import Recipes
 from src.cli.sweep import split_extra_flags
-from src.core.errors import ConfigError, exit_on_user_error
+from src.core.errors import ConfigError
 from src.studies.report import write_report
 from src.studies.runner import VariantResult, run_study
 from src.studies.study import BUDGETS, Study, Variant
@@ -27,23 +28,16 @@ from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import ISOLATIONS
 
 
-class StudyArgumentParser(argparse.ArgumentParser):
-    """Bad flags end in one line (`error: ...`, exit 2), like every other input error."""
-
-    def error(self, message: str):
-        raise ConfigError(message)
-
-
 def build_parser(study: Study, recipes: Recipes) -> argparse.ArgumentParser:
     labels = ", ".join(repr(v.label) for v in study.variants)
-    parser = StudyArgumentParser(
+    parser = OneLineArgumentParser(
         prog=f"python -m {recipes.package}.{study.name}",
         description=f"{study.title}: {study.question}\n\n{__doc__}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=BUDGETS, default="quick",
                         help="; ".join(f"{name}: {study.budgets[name].description}"
                                        for name in BUDGETS))
-    parser.add_argument("--out", type=Path,
+    parser.add_argument("--out_dir", type=Path,
                         help=f"output folder (default: runs/studies/{study.name}-<time>)")
     parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
                         help="run each variant in its own process (default) or in this one")
@@ -67,7 +61,8 @@ def run(study: Study, recipes: Recipes, argv: list[str]) -> list[VariantResult]:
     own, extra_flags = split_extra_flags(argv)
     args = build_parser(study, recipes).parse_args(own)
     variants = select_variants(study, args.variants)
-    out_dir = args.out or Path("runs/studies") / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = args.out_dir or Path("runs/studies") / f"{study.name}-{stamp}"
     check_fresh_output(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Grouped in W&B (when enabled): before the user's flags, which may rename them.
@@ -89,4 +84,4 @@ def run(study: Study, recipes: Recipes, argv: list[str]) -> list[VariantResult]:
 
 
 def main(study: Study, recipes: Recipes, argv: list[str] | None = None) -> list[VariantResult]:
-    return exit_on_user_error(lambda: run(study, recipes, sys.argv[1:] if argv is None else argv))
+    return run_command(lambda: run(study, recipes, sys.argv[1:] if argv is None else argv))

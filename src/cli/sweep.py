@@ -1,11 +1,11 @@
 """Hyperparameter sweeps: grid, random, or coarse grid then fine random search.
 
     python -m experiments.sweep experiments/sweeps/mlp_lr_norm_grid.yaml
-    python -m experiments.sweep experiments/sweeps/mlp_random.yaml --max-trials 10 \\
+    python -m experiments.sweep experiments/sweeps/mlp_random.yaml --max_trials 10 \\
         -- --data.subset_per_class 200 --trainer.max_epochs 2
     python -m experiments.sweep --method coarse_to_fine --base cifar_mlp   # ready-made LR x WD
-    python -m experiments.sweep SPEC --export-wandb sweep_wandb.yaml       # for `wandb sweep`
-    python -m experiments.sweep --wandb-agent ENTITY/PROJECT/SWEEP_ID      # run as W&B agent
+    python -m experiments.sweep SPEC --export_wandb sweep_wandb.yaml       # for `wandb sweep`
+    python -m experiments.sweep --wandb_agent ENTITY/PROJECT/SWEEP_ID      # run as W&B agent
 
 Flags after `--` go to every trial (after the spec's `flags:`, so they override them).
 Trials are ranked by their best validation accuracy, read from their own logs; the best
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from src.cli.boundary import OneLineArgumentParser, run_command
 from src.cli.recipes import Recipes
-from src.core.errors import ConfigError, UserInputError, check_range
+from src.core.errors import ConfigError, check_range
 from src.sweeps.runner import Sweep, SweepReport, check_fresh_output
 from src.sweeps.spec import Budget, SweepSpec, load_spec
 from src.sweeps.trial import ISOLATIONS, params_to_flags
@@ -32,7 +33,7 @@ COARSE_TO_FINE_SPEC = "coarse_to_fine.yaml"  # in the app's sweep_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m experiments.sweep", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", nargs="?", type=Path,
@@ -42,18 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=["grid", "random", "coarse_to_fine"],
                         help="overrides the spec's method")
     parser.add_argument("--trials", type=int, help="random search: number of trials")
-    parser.add_argument("--max-trials", type=int, help="budget: at most this many trials")
-    parser.add_argument("--max-minutes", type=float, help="budget: wall-clock minutes")
-    parser.add_argument("--no-prune", action="store_true",
+    parser.add_argument("--max_trials", type=int, help="budget: at most this many trials")
+    parser.add_argument("--max_minutes", type=float, help="budget: wall-clock minutes")
+    parser.add_argument("--no_prune", action="store_true",
                         help="let every trial run to the end (no median pruning)")
-    parser.add_argument("--out", type=Path,
+    parser.add_argument("--out_dir", type=Path,
                         help="output folder (default: runs/sweeps/<name>-<time>)")
     parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
                         help="run each trial in its own process (default) or in this one")
-    parser.add_argument("--export-wandb", type=Path, metavar="FILE",
+    parser.add_argument("--export_wandb", type=Path, metavar="FILE",
                         help="write a W&B sweep config to FILE and stop")
-    parser.add_argument("--wandb-agent", metavar="SWEEP_ID",
-                        help="run as an agent of an existing W&B sweep (see --export-wandb)")
+    parser.add_argument("--wandb_agent", metavar="SWEEP_ID",
+                        help="run as an agent of an existing W&B sweep (see --export_wandb)")
     return parser
 
 
@@ -80,9 +81,9 @@ def resolve_spec(args: argparse.Namespace, recipes: Recipes) -> SweepSpec:
         trials=args.trials if args.trials is not None else spec.trials, budget=budget,
         prune=None if args.no_prune else spec.prune)
     if spec.budget.max_trials is not None:
-        check_range("--max-trials", spec.budget.max_trials, 1)
+        check_range("--max_trials", spec.budget.max_trials, 1)
     if spec.budget.max_minutes is not None:
-        check_range("--max-minutes", spec.budget.max_minutes, 0.0, low_inclusive=False)
+        check_range("--max_minutes", spec.budget.max_minutes, 0.0, low_inclusive=False)
     check_range("--trials", spec.trials, 1)
     return spec
 
@@ -106,7 +107,7 @@ def run(argv: list[str], recipes: Recipes) -> SweepReport | None:
               f"  wandb agent ENTITY/PROJECT/SWEEP_ID                  # on each machine")
         return None
     name = args.spec.stem if args.spec else f"{spec.base}_{spec.method}"
-    out_dir = args.out or Path("runs/sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = args.out_dir or Path("runs/sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_fresh_output(out_dir)
     command = recipes.command("sweep", *argv)
     try:
@@ -126,12 +127,4 @@ def run(argv: list[str], recipes: Recipes) -> SweepReport | None:
 
 
 def main(argv: list[str] | None, recipes: Recipes) -> SweepReport | None:
-    try:
-        return run(sys.argv[1:] if argv is None else argv, recipes)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()
+    return run_command(lambda: run(sys.argv[1:] if argv is None else argv, recipes))

@@ -4,8 +4,7 @@ Anything raised as a `UserInputError` means "the run cannot start as configured"
 command-line entry points print its message alone (no traceback) and exit with status 2.
 """
 
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -21,19 +20,6 @@ class ConfigError(UserInputError, ValueError):
 
 class DataError(UserInputError):
     """Missing, incomplete or unreadable data."""
-
-
-def exit_on_user_error(command: Callable[[], T]) -> T:
-    """Run a command-line tool: a `UserInputError` ends it with its one line on stderr and
-    status 2, Ctrl-C with "Interrupted" and status 130."""
-    try:
-        return command()
-    except KeyboardInterrupt:
-        print("Interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def lookup(registry: Mapping[str, T], name: str, what: str) -> T:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from src.core.errors import ConfigError
 
@@ -107,9 +108,23 @@ class TensorBatchLoader:
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self._epoch, "batches_yielded": self._batches_yielded,
-                "batches_per_epoch": len(self)}
+                "batches_per_epoch": len(self), "world_size": self.world_size}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_world = state_dict.get("world_size", self.world_size)
+        if saved_world != self.world_size:
+            # Another number of processes shards the epoch's order differently: continue
+            # the interrupted epoch at the same fraction instead of the exact batch.
+            saved, done = state_dict["batches_per_epoch"], state_dict["batches_yielded"]
+            position = done * len(self) // saved if saved else 0
+            if 0 < done < saved:
+                rank_zero_warn(
+                    f"resumed on {self.world_size} process(es) instead of {saved_world}: the "
+                    f"interrupted epoch continues at batch {position} of {len(self)} (it "
+                    f"stopped at {done} of {saved}), so a few of its images may be seen twice "
+                    f"or not at all, and the run is no longer identical to an unbroken one")
+            self._resume_at = (state_dict["epoch"], position)
+            return
         if state_dict["batches_per_epoch"] != len(self):
             raise ConfigError(
                 f"the checkpoint was saved with {state_dict['batches_per_epoch']} training "

@@ -301,8 +301,39 @@ class ImageClassifier(L.LightningModule):
                      on_epoch=True)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Class probabilities [B, K]: of raw uint8 images (scaled here as in training,
+        `normalize_input`), or of float images already scaled."""
         images = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(images).softmax(dim=-1)
+        if images.dtype == torch.uint8:
+            images = self.normalize_input(images)
+        return self(images).float().softmax(dim=-1)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = "cpu",
+                             strict: bool = True, weights_only: bool = True,
+                             **overrides: Any) -> "ImageClassifier":
+        """Rebuild the module from a checkpoint: its recorded settings (`overrides` change
+        some, e.g. `pretrained=False`), then its weights, on the CPU.
+
+        The file is read weights-only (`read_checkpoint`): a file whose unpickling would
+        run code is refused in one line and none of it runs. A missing or damaged file,
+        or a checkpoint of another network, raises CheckpointError naming the file.
+        """
+        if not weights_only:
+            raise CheckpointError("checkpoints are only read weights-only here (no pickled "
+                                  "code is run); load a trusted file with torch.load yourself")
+        checkpoint = read_checkpoint(checkpoint_path, map_location=map_location)
+        return cls.from_checkpoint(checkpoint, checkpoint_path, strict, **overrides)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], path: str | Path = "the checkpoint",
+                        strict: bool = True, **overrides: Any) -> "ImageClassifier":
+        """The module of a checkpoint already read with `read_checkpoint`."""
+        model = cls(**{**checkpoint.get("hyper_parameters", {}), **overrides})
+        check_checkpoint_fits(checkpoint, model, path)
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"], strict=strict)
+        return model
 
     def configure_optimizers(self) -> Any:
         optimizer = make_optimizer(self, self.optimizer_settings)
@@ -318,18 +349,3 @@ class ImageClassifier(L.LightningModule):
 ImageClassifier.__init__.__signature__ = flat_signature(SETTING_GROUPS)
 ImageClassifier.__doc__ = f"{ImageClassifier.__doc__.rstrip()}\n\n    Args:\n" + "\n".join(
     f"    {line}" for line in args_section(SETTING_GROUPS).splitlines()) + "\n"
-
-
-def load_classifier(path: str | Path, **overrides: Any) -> ImageClassifier:
-    """Load an ImageClassifier from a checkpoint onto the CPU, with one-line errors.
-
-    The file is read with `weights_only=True` (nothing in it is executed). A missing file,
-    a file that is not a checkpoint, or a checkpoint of another network (`overrides` such
-    as `num_classes=100` change what is expected) raises ConfigError naming the problem.
-    """
-    read_checkpoint(path)
-    try:
-        return ImageClassifier.load_from_checkpoint(path, map_location="cpu",
-                                                    weights_only=True, **overrides)
-    except CheckpointError as error:
-        raise CheckpointError(str(error).replace("the checkpoint", str(path), 1)) from None

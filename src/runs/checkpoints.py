@@ -5,7 +5,9 @@
   target, so a crash or a kill while saving never leaves a truncated `last.ckpt`; it
   reads with `torch.load(weights_only=True)`, which refuses to run pickled code, and
   turns a file that is not a readable checkpoint into one `CheckpointError` line.
-- `read_checkpoint` and `check_checkpoint_fits` check a file before a run resumes from it.
+- `read_checkpoint` is the one reader of checkpoint files (resume, test, predict, evaluate
+  and `ImageClassifier.load_from_checkpoint` all go through it); `check_checkpoint_fits`
+  checks a file's weights against a module before they are loaded.
 """
 
 import os
@@ -102,7 +104,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
-        if not _is_local(path) or weights_only is False:
-            # Remote files, or a caller that asked for full unpickling on purpose.
-            return super().load_checkpoint(path, map_location, weights_only)
+        # Weights-only whatever the caller asks: a checkpoint is data, never code.
+        if not _is_local(path):
+            return super().load_checkpoint(path, map_location, weights_only=True)
         return read_checkpoint(path, map_location=map_location)

@@ -7,6 +7,7 @@ created) or with a message that does not say which flag to change.
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,3 +60,10 @@ def check_accelerator(accelerator: object, precision: object) -> None:
         raise ConfigError(f"--trainer.precision {precision}: the GPU "
                           f"{torch.cuda.get_device_name()} has no native bfloat16 support; "
                           f"use --trainer.precision 16-mixed or 32-true")
+
+
+def default_precision(accelerator: Any) -> str:
+    """bf16 mixed precision on GPUs that support it, full precision elsewhere."""
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    native_bf16 = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16-mixed" if native_bf16 else "32-true"

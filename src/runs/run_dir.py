@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from src.core.errors import ConfigError
+from src.runs.lock import LOCK_FILE, acquire_lock, release_lock
 
 LAST_CHECKPOINT = "last.ckpt"
 WANDB_ID_FILE = "wandb_run_id"
@@ -58,20 +59,24 @@ class RunDirectory:
     wandb_id: str | None
     # Folders this command created, deepest first (the run directory, missing parents).
     created: tuple[Path, ...] = ()
+    lock: Path | None = None  # held by this process (rank 0) while the run lasts
+
+    def release(self) -> None:
+        if self.lock is not None:
+            release_lock(self.lock)
 
     def discard_if_unused(self) -> None:
-        """Remove what preparing a new run created, when it failed before writing more.
-
-        A bad input found only when the data are read (a corrupt image, a missing folder)
-        must leave no run folder behind. Only empty folders are removed (rmdir), so
-        nothing a run wrote is ever deleted here.
-        """
+        """Remove the run directory this command created, when the run failed before it
+        saved any checkpoint (bad input found late: a corrupt image, a schedule that does
+        not fit), so that it leaves nothing behind. A directory that existed before, or
+        that holds a checkpoint, is kept as it is; only the lock is released."""
+        self.release()
         if not self.created or self.created[0] != self.path:
             return  # an existing run directory: leave it as it was
-        id_file = self.path / WANDB_ID_FILE
-        if id_file.is_file():
-            id_file.unlink()
-        for directory in self.created:
+        if any(self.checkpoint_dir.glob("*.ckpt")):
+            return  # training saved something: keep it
+        shutil.rmtree(self.path, ignore_errors=True)
+        for directory in self.created[1:]:
             try:
                 directory.rmdir()
             except OSError:  # not empty (or gone): stop, keep everything above it
@@ -86,7 +91,15 @@ def _versions(root: Path) -> list[int]:
 
 
 def _holds_files(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
+    """Whether `path` holds anything but a lock (a stale one is not a run)."""
+    return path.is_dir() and any(entry.name != LOCK_FILE for entry in path.iterdir())
+
+
+def _remove_temporary_checkpoints(checkpoints: Path) -> None:
+    """A kill while a checkpoint was written leaves its temporary file (see
+    SafeCheckpointIO); the run holding the lock now owns the folder, so they go."""
+    for leftover in checkpoints.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def _remove_run_files(path: Path) -> None:
@@ -175,24 +188,47 @@ def prepare_run_dir(run_dir: str | None, default_root: str, resume: bool, overwr
     created = tuple(([path] if new_path and not resume else []) + missing)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run_dir")
+    checkpoints = Path(checkpoint_dir).absolute() if checkpoint_dir else path / "checkpoints"
+    lock = None
     if rank_zero_only.rank == 0:
-        if _holds_files(path) and not (resume or overwrite):
-            raise ConfigError(f"run directory {path} already holds a run; continue it with "
-                              f"--resume true, replace it with --overwrite true, or choose "
-                              f"another --run_dir")
+        _make_writable_dir(path)
+        # Taken before anything else is looked at: of two runs started at the same moment,
+        # one gets it and the other is refused, whatever the folder held.
+        lock = acquire_lock(path)
+        try:
+            if _holds_files(path) and not (resume or overwrite):
+                raise ConfigError(f"run directory {path} already holds a run; continue it "
+                                  f"with --resume true, replace it with --overwrite true, or "
+                                  f"choose another --run_dir")
+        except ConfigError:
+            release_lock(lock)
+            raise
         if overwrite and _holds_files(path):
             rank_zero_info(f"--overwrite: deleting the run in {path}")
             _remove_run_files(path)
-        _make_writable_dir(path)
+        _remove_temporary_checkpoints(checkpoints)
         os.environ[RUN_DIR_ENV] = str(path)
-    checkpoints = Path(checkpoint_dir).absolute() if checkpoint_dir else path / "checkpoints"
     last = checkpoints / LAST_CHECKPOINT
     resume_from = last if resume and last.is_file() else None
     if resume:
         rank_zero_info(f"Resuming {path} from {last}" if resume_from else
                        f"--resume: no checkpoint in {checkpoints} yet; starting the run in {path}")
     return RunDirectory(path=path, checkpoint_dir=checkpoints, resume_from=resume_from,
-                        wandb_id=_wandb_id(path, wandb_enabled), created=created)
+                        wandb_id=_wandb_id(path, wandb_enabled), created=created, lock=lock)
+
+
+def resume_where_config_lies(config_files: Any, recorded: str | None) -> str | None:
+    """`--config <run>/config.yaml --resume true` resumes the run in <run>, where that
+    config file lies, even when the run directory was moved after config.yaml recorded
+    its old place (returned as the run directory to use; `recorded` otherwise)."""
+    for config_file in reversed(config_files or []):
+        folder = Path(str(config_file)).expanduser().absolute().parent
+        is_run = (folder / "config.yaml").is_file() and (folder / "checkpoints").is_dir()
+        if is_run and (recorded is None or Path(recorded).absolute() != folder):
+            rank_zero_info(f"Resuming the run where its config.yaml lies, {folder} (it "
+                           f"recorded {recorded}: the run was moved)")
+            return str(folder)
+    return recorded
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

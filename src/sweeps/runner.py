@@ -241,4 +241,4 @@ class Sweep:
 
 def check_fresh_output(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise ConfigError(f"{out_dir} already holds files; choose a new --out folder")
+        raise ConfigError(f"{out_dir} already holds files; choose a new --out_dir folder")
