@@ -12,6 +12,7 @@ Every run writes into its own run directory (see src/runs/run_dir.py): `--run_di
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,28 @@ def run_experiment(datamodule_class: type[ImageDataModule], recipe: Path,
         print("stopped: SIGTERM received outside training; the last checkpoint is kept "
               "(continue with --resume true)", file=sys.stderr)
         raise SystemExit(143) from None
+
+
+class _BuildOnlyCLI(ExperimentCLI):
+    """Parses and builds like the entry points, then stops short of the Trainer: no run
+    folder, logger or checkpoint is created."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> None:
+        return None
+
+
+def build_recipe(datamodule_class: type[ImageDataModule], recipe: Path,
+                 args: list[str]) -> tuple[ImageClassifier, ImageDataModule, Any]:
+    """The model, the datamodule and every other parsed setting (a jsonargparse Namespace:
+    `.trainer` holds the Trainer's keyword arguments, `.ema`, `.swa`, ...) that
+    `run_experiment(datamodule_class, recipe, args)` would fit, parsed by the same parser
+    (the same flags, `--config` layering and checks; `--seed_everything` seeds the model's
+    initialization), for tools that train them their own way (the benchmark). Nothing is
+    fitted or written."""
+    with warnings.catch_warnings():  # sys.argv is the tool's own command line, not ours
+        warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
+        cli = _BuildOnlyCLI(
+            ImageClassifier, datamodule_class, run=False, args=args,
+            auto_configure_optimizers=False,  # as in run_experiment
+            parser_kwargs={"default_config_files": [str(recipe)]})
+    return cli.model, cli.datamodule, cli.config
