@@ -2,6 +2,7 @@
 Correctness only: no timing is asserted."""
 
 import csv
+import math
 import statistics
 import time
 
@@ -11,7 +12,10 @@ import torch
 
 from experiments import RECIPES, benchmark
 from src.benchmark import timing
+from src.benchmark.interleave import RawLog, interleave
 from src.benchmark.plain_loop import plain_loop_throughput
+from src.benchmark.report import markdown_table
+from src.benchmark.stats import mean_std, median_range, pair_ratios
 from src.benchmark.timing import StepTimer, TimeToAccuracy
 from src.cli import benchmark as benchmark_lib
 from src.core import clock as device_clock
@@ -25,6 +29,69 @@ TINY = ["--steps", "3", "--warmup-steps", "5", "--train-images", "128", "--batch
 def read_csv(path) -> list[dict[str, str]]:
     with path.open() as handle:
         return list(csv.DictReader(handle))
+
+
+# -- the statistics, against values worked out by hand -----------------------------------
+
+def test_median_and_range():
+    assert median_range([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)  # odd count: the middle value
+    assert median_range([10.0, 1.0, 3.0, 2.0]) == (2.5, 1.0, 10.0)  # even: mean of 2 and 3
+    with pytest.raises(ValueError):
+        median_range([])
+
+
+def test_per_pair_ratios_and_their_median():
+    ratios = pair_ratios([2.0, 4.0, 9.0], [1.0, 2.0, 3.0])
+    assert ratios == [2.0, 2.0, 3.0]
+    assert median_range(ratios) == (2.0, 2.0, 3.0)
+    # Not the ratio of the medians: median(a) / median(b) = 4 / 2 = 2 here too, so a case
+    # where the two differ: pairs (1/1, 10/2, 3/3) -> ratios 1, 5, 1 -> median 1, while
+    # median(a) / median(b) = 3 / 2.
+    assert median_range(pair_ratios([1.0, 10.0, 3.0], [1.0, 2.0, 3.0])).center == 1.0
+    with pytest.raises(ValueError):
+        pair_ratios([1.0], [1.0, 2.0])
+
+
+def test_mean_and_sample_standard_deviation():
+    mean, std = mean_std([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5
+    assert std == pytest.approx(math.sqrt(5 / 3))  # squares 2.25+0.25+0.25+2.25=5, n-1=3
+    assert mean_std([7.0]) == (7.0, None)  # one seed: no spread to report
+
+
+def test_markdown_cells_show_median_range_mean_std_and_ratio_units():
+    rows = [{"section": "s", "images_per_s": 5720.0, "images_per_s_min": 5600.0,
+             "images_per_s_max": 5800.0, "ratio": 7.04, "ratio_min": -1.5, "ratio_max": 9.0,
+             "ratio_unit": "% time per step"},
+            {"section": "s", "accuracy": 0.523, "accuracy_std": 0.004, "ratio": 1.774,
+             "ratio_min": 1.7, "ratio_max": 1.85, "ratio_unit": "x classic"}]
+    table = markdown_table(rows)
+    assert "| 5720 [5600, 5800] |" in table
+    assert "| +7.0% [-1.5%, +9.0%] time per step |" in table
+    assert "| 0.523 ± 0.004 |" in table and "| 1.77x [1.70x, 1.85x] classic |" in table
+    assert "epoch s" not in table  # no row fills it: no column
+
+
+def test_interleave_runs_the_sides_in_turn_and_logs_every_value(tmp_path):
+    calls = []
+
+    def side(name):
+        def measure(seed):
+            calls.append((name, seed))
+            return {"time_s": float(len(calls)), "flip": None}  # None: not measured
+        return measure
+
+    raw = RawLog(tmp_path / "raw.csv")
+    results = interleave({"A": side("A"), "B": side("B")}, [7, 8, 9], raw, "sec", "m")
+    assert calls == [("A", 7), ("B", 7), ("A", 8), ("B", 8), ("A", 9), ("B", 9)]
+    assert [m["time_s"] for m in results["A"]] == [1.0, 3.0, 5.0]
+    written = read_csv(tmp_path / "raw.csv")  # on disk as measured, the None left out
+    assert [(r["order"], r["setup"], r["repeat"], r["seed"], r["metric"], r["value"])
+            for r in written[:2]] == [("0", "A", "0", "7", "time_s", "1.0"),
+                                      ("1", "B", "0", "7", "time_s", "2.0")]
+    assert len(written) == 6
+    RawLog(tmp_path / "raw.csv").add("sec", "m", "A", 0, 0, {"x": 1.0})  # a new run
+    assert len(read_csv(tmp_path / "raw.csv")) == 1  # starts the file afresh
 
 
 def test_throughput_of_both_paths_and_models(tmp_path, capsys):
