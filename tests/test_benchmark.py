@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from experiments import RECIPES, benchmark
-from src.benchmark import timing
+from src.benchmark import classic_loop, timing
+from src.benchmark.classic_loop import ClassicData, ClassicRecipe, train_classic
 from src.benchmark.interleave import RawLog, interleave
 from src.benchmark.plain_loop import plain_loop_throughput
 from src.benchmark.report import markdown_table
@@ -19,8 +20,14 @@ from src.benchmark.stats import mean_std, median_range, pair_ratios
 from src.benchmark.timing import StepTimer, TimeToAccuracy
 from src.cli import benchmark as benchmark_lib
 from src.core import clock as device_clock
+from src.datamodules.augment import build_augmentations
+from src.datamodules.sources import ImageSet
 from src.datamodules.synthetic import SyntheticImageDataModule
 from src.modules.classifier import ImageClassifier
+from src.modules.losses import LossSettings
+from src.modules.networks import NetworkSettings, NetworkShape
+from src.modules.optimizers import OptimizerSettings
+from src.modules.schedulers import ScheduleSettings
 
 TINY = ["--steps", "3", "--warmup-steps", "5", "--train-images", "128", "--batch-size", "16",
         "--resnet-widths", "4", "8", "8", "8", "--mlp-widths", "8", "--num-workers", "1"]
@@ -173,6 +180,44 @@ def test_time_to_94_rows_per_seed_mean_and_flip_tta(image_folder, tmp_path):
     assert mean[0]["note"] == (f"mean +- std {statistics.mean(times):.1f} +- "
                                f"{statistics.stdev(times):.1f} s over the 2 of 2 seeds "
                                f"that reached the target")
+
+
+def test_classic_loop_tests_the_best_weights_by_validation_without_lightning(monkeypatch):
+    def no_lightning(*args, **kwargs):
+        raise AssertionError("the classic loop must not use a Lightning Trainer")
+
+    monkeypatch.setattr(L.Trainer, "__init__", no_lightning)
+    # Validation accuracy 0.2, 0.9, 0.5 after epochs 1-3: the weights after epoch 2 are the
+    # ones tested. Each evaluation records a fingerprint of the weights it saw.
+    scripted = iter([0.2, 0.9, 0.5, 0.7])  # the 4th is the test
+    seen = []
+
+    def fake_accuracy(net, loader, device, precision):
+        seen.append(torch.cat([p.detach().flatten() for p in net.parameters()]).clone())
+        return next(scripted)
+
+    monkeypatch.setattr(classic_loop, "loader_accuracy", fake_accuracy)
+    generator = torch.Generator().manual_seed(0)
+
+    def split(count):
+        return ImageSet(torch.randint(0, 256, (count, 3, 8, 8), dtype=torch.uint8,
+                                      generator=generator),
+                        torch.randint(0, 4, (count,), generator=generator), ["a", "b", "c", "d"])
+
+    recipe = ClassicRecipe(
+        network=NetworkSettings(arch="mlp", hidden_widths=(8,)), shape=NetworkShape(4, 3, 8),
+        loss=LossSettings(), optimizer=OptimizerSettings(optimizer="sgd", lr=0.1),
+        schedule=ScheduleSettings(scheduler="onecycle"),
+        augmentations=build_augmentations(["crop", "flip"], 4), epochs=3, batch_size=8,
+        eval_batch_size=16)
+    data = ClassicData(split(32), split(8), split(8), torch.full((3,), 0.5),
+                       torch.full((3,), 0.25))
+    result = train_classic(recipe, data, seed=0, device=torch.device("cpu"),
+                           precision="32-true", num_workers=0)
+    assert (result.val_acc, result.best_epoch, result.best_val_acc) == ([0.2, 0.9, 0.5], 2, 0.9)
+    assert result.test_acc == 0.7 and result.train_s > 0
+    assert not torch.equal(seen[1], seen[2])  # training changed the weights after epoch 2
+    assert torch.equal(seen[3], seen[1])  # and the test saw those of epoch 2
 
 
 def test_accuracy_with_flip_is_the_mirror_averaged_softmax():
