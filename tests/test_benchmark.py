@@ -1,4 +1,4 @@
-"""experiments.benchmark runs on a CPU with tiny settings and writes its table.
+"""experiments.benchmark runs on a CPU with tiny settings and writes its tables.
 Correctness only: no timing is asserted."""
 
 import csv
@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from experiments import RECIPES, benchmark
+from experiments import benchmark
 from src.benchmark import classic_loop, timing
 from src.benchmark.classic_loop import ClassicData, ClassicRecipe, train_classic
 from src.benchmark.interleave import RawLog, interleave
@@ -18,7 +18,6 @@ from src.benchmark.plain_loop import plain_loop_throughput
 from src.benchmark.report import markdown_table
 from src.benchmark.stats import mean_std, median_range, pair_ratios
 from src.benchmark.timing import StepTimer, TimeToAccuracy
-from src.cli import benchmark as benchmark_lib
 from src.core import clock as device_clock
 from src.datamodules.augment import build_augmentations
 from src.datamodules.sources import ImageSet
@@ -29,13 +28,21 @@ from src.modules.networks import NetworkSettings, NetworkShape
 from src.modules.optimizers import OptimizerSettings
 from src.modules.schedulers import ScheduleSettings
 
-TINY = ["--steps", "3", "--warmup-steps", "5", "--train-images", "128", "--batch-size", "16",
-        "--resnet-widths", "4", "8", "8", "8", "--mlp-widths", "8", "--num-workers", "1"]
+TINY = ["--steps", "2", "--warmup_steps", "1", "--train_images", "64", "--batch_size", "16",
+        "--resnet_widths", "4", "8", "8", "8", "--mlp_widths", "8", "--num_workers", "1"]
 
 
 def read_csv(path) -> list[dict[str, str]]:
     with path.open() as handle:
         return list(csv.DictReader(handle))
+
+
+def raw_values(path, section: str, model: str, metric: str) -> list[tuple[str, int, float]]:
+    """(setup, repeat, value) of one metric, in the order measured."""
+    rows = [row for row in read_csv(path) if (row["section"], row["model"], row["metric"])
+            == (section, model, metric)]
+    rows.sort(key=lambda row: int(row["order"]))
+    return [(row["setup"], int(row["repeat"]), float(row["value"])) for row in rows]
 
 
 # -- the statistics, against values worked out by hand -----------------------------------
@@ -101,85 +108,101 @@ def test_interleave_runs_the_sides_in_turn_and_logs_every_value(tmp_path):
     assert len(read_csv(tmp_path / "raw.csv")) == 1  # starts the file afresh
 
 
-def test_throughput_of_both_paths_and_models(tmp_path, capsys):
-    rows = benchmark.main([*TINY, "--no-overhead", "--out", str(tmp_path)])
-    assert [(row["model"], row["setup"]) for row in rows] == [
-        ("resnet18", "fast path"), ("resnet18", "classic path"),
-        ("mlp", "fast path"), ("mlp", "classic path")]
+# -- the command, end to end ----------------------------------------------------------------
+
+def test_throughput_interleaves_paths_and_reports_medians_and_pair_ratios(tmp_path, capsys):
+    rows = benchmark.main([*TINY, "--models", "mlp", "--no_overhead", "--repeats", "3",
+                           "--out_dir", str(tmp_path)])
+    assert [(row["model"], row["setup"]) for row in rows] == [("mlp", "fast path"),
+                                                              ("mlp", "classic path")]
+    measured = raw_values(tmp_path / "benchmark_raw.csv", "throughput", "mlp", "images_per_s")
+    assert [(setup, repeat) for setup, repeat, _ in measured] == [
+        ("fast path", 0), ("classic path", 0), ("fast path", 1), ("classic path", 1),
+        ("fast path", 2), ("classic path", 2)]
+    speeds = {setup: [value for name, _, value in measured if name == setup]
+              for setup in ("fast path", "classic path")}
     for row in rows:
-        assert row["images_per_s"] > 0 and row["epoch_s"] == pytest.approx(
-            50_000 / row["images_per_s"])
-        assert (row["batch_size"], row["device"], row["precision"]) == (16, "cpu", "32-true")
-    assert rows[0]["ratio"].endswith("x classic") and "ratio" not in rows[1]
+        values = speeds[row["setup"]]
+        assert row["runs"] == 3 and (row["batch_size"], row["precision"]) == (16, "32-true")
+        assert row["images_per_s"] == pytest.approx(statistics.median(values))
+        assert (row["images_per_s_min"], row["images_per_s_max"]) == pytest.approx(
+            (min(values), max(values)))
+        assert row["epoch_s"] == pytest.approx(statistics.median([5e4 / v for v in values]))
+    ratios = [fast / classic for fast, classic in zip(speeds["fast path"],
+                                                      speeds["classic path"], strict=True)]
+    fast = rows[0]
+    assert fast["ratio"] == pytest.approx(statistics.median(ratios))
+    assert (fast["ratio_min"], fast["ratio_max"]) == pytest.approx((min(ratios), max(ratios)))
+    assert fast["ratio_unit"] == "x classic" and "ratio" not in rows[1]
     written = read_csv(tmp_path / "benchmark.csv")
-    assert [row["setup"] for row in written] == [row["setup"] for row in rows]
-    markdown = (tmp_path / "benchmark.md").read_text()
-    assert "| images/s |" in markdown and "CPU cores" in markdown.splitlines()[0]
-    assert "| resnet18 | classic path |" in capsys.readouterr().out
+    assert float(written[0]["images_per_s_max"]) == pytest.approx(fast["images_per_s_max"])
+    header, *_ = (tmp_path / "benchmark.md").read_text().splitlines()
+    assert "CPU cores" in header and "median [min, max] over 3 interleaved runs" in header
+    assert "| mlp | classic path |" in capsys.readouterr().out
 
 
-def test_overhead_and_time_to_accuracy_on_image_folders(image_folder, tmp_path):
+def test_overhead_and_time_to_accuracy_over_seeds(image_folder, tmp_path):
     # The tiny folder stands in for CIFAR-10; a 30% target on 4 classes is within reach.
     rows = benchmark.main([
-        *TINY, "--models", "mlp", "--no-throughput", "--time-to-52", "--target-52", "0.3",
-        "--seed-max-epochs", "2", "--recipe-max-epochs", "2", "--data-dir", str(image_folder),
-        "--out", str(tmp_path)])
-    setups = [row["setup"] for row in rows]
-    assert setups == ["plain PyTorch loop", "Lightning", "seed-style baseline",
-                      "cifar_mlp_fast52.yaml (fast path)"]
-    assert rows[1]["ratio"].endswith("% time per step")
-    for row in rows[2:]:
-        assert 0.0 <= row["accuracy"] <= 1.0 and row["time_s"] > 0
-        reached = row["accuracy"] >= 0.3
-        assert ("reached 30% after epoch" in row["note"]) == reached
-        assert ("NOT reached" in row["note"]) == (not reached)
-    assert len(read_csv(tmp_path / "benchmark.csv")) == 4
+        *TINY, "--models", "mlp", "--no_throughput", "--repeats", "2", "--time_to_52",
+        "--target_52", "0.3", "--seeds", "2", "--seed_max_epochs", "2", "--max_epochs", "2",
+        "--data.data_dir", str(image_folder), "--out_dir", str(tmp_path)])
+    raw = tmp_path / "benchmark_raw.csv"
+    overhead, seeds = rows[:2], rows[2:]
+    assert [row["setup"] for row in overhead] == ["plain PyTorch loop", "Lightning"]
+    plain, lightning = ([v for name, _, v in raw_values(raw, "overhead", "mlp", "images_per_s")
+                         if name == setup] for setup in ("plain PyTorch loop", "Lightning"))
+    extra = [100 * (p / q - 1) for p, q in zip(plain, lightning, strict=True)]
+    assert overhead[1]["ratio"] == pytest.approx(statistics.median(extra))
+    assert overhead[1]["ratio_unit"] == "% time per step"
+
+    recipe = "cifar_mlp_fast52.yaml (fast path)"
+    assert [row["setup"] for row in seeds] == [
+        "seed-style baseline, seed 0", "seed-style baseline, seed 1", "seed-style baseline, mean",
+        f"{recipe}, seed 0", f"{recipe}, seed 1", f"{recipe}, mean"]
+    times = raw_values(raw, "time to 30%", "mlp", "time_s")
+    assert [(setup, repeat) for setup, repeat, _ in times] == [  # interleaved per seed
+        ("seed-style baseline", 0), ("cifar_mlp_fast52.yaml", 0),
+        ("seed-style baseline", 1), ("cifar_mlp_fast52.yaml", 1)]
+    for side in (seeds[:3], seeds[3:]):
+        per_seed, mean = side[:2], side[2]
+        for row in per_seed:
+            assert 0.0 <= row["accuracy"] <= 1.0 and row["time_s"] > 0 and row["runs"] == 1
+            reached = row["accuracy"] >= 0.3
+            assert ("reached 30% after epoch" in row["note"]) == reached
+        for key in ("time_s", "accuracy"):
+            values = [row[key] for row in per_seed]
+            assert mean[key] == pytest.approx(statistics.mean(values))
+            assert mean[f"{key}_std"] == pytest.approx(statistics.stdev(values))
+        assert mean["runs"] == 2 and "of 2 seeds" in mean["note"]
+    speedups = [seeds[i]["time_s"] / seeds[3 + i]["time_s"] for i in range(2)]
+    assert seeds[5]["ratio"] == pytest.approx(statistics.median(speedups))
+    assert seeds[5]["ratio_unit"] == "x speed-up"
+    assert seeds[0]["device"] == "cpu" and seeds[0]["batch_size"] == 32  # the seeds' setup
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--time-to-94", "--device", "cpu"], "--time-to-94 trains the ResNet18 recipe"),
-    (["--time-to-52"], "--time-to-52 and --time-to-94 need the real CIFAR-10"),
-    (["--time-to-52", "--data-dir", "{tmp}/missing"], "CIFAR-10 not found in"),
+    (["--time_to_94", "--device", "cpu"], "--time_to_94 runs on a CUDA GPU only"),
+    (["--time_to_52"], "--time_to_52 needs the real CIFAR-10"),
+    (["--time_to_52", "--data.data_dir", "{tmp}/missing"], "CIFAR-10 not found in"),
     (["--device", "gpu0"], "--device gpu0: give cpu, cuda or cuda:N"),
     (["--steps", "0"], "--steps=0 is out of range"),
-    (["--time-to-52", "--recipe-52", "nope.yaml", "--data-dir", "{tmp}"], "no recipe nope.yaml"),
+    (["--repeats", "0"], "--repeats=0 is out of range"),
+    (["--time_to_52", "--recipe_52", "nope.yaml", "--data.data_dir", "{tmp}"],
+     "no recipe nope.yaml"),
+    (["--data-dir", "{tmp}"], "unrecognized arguments: --data-dir"),  # one flag style
 ])
 def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_path, capsys,
                                                          monkeypatch):
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
     with pytest.raises(SystemExit) as exit_info:
-        benchmark.main([*flags, "--out", str(tmp_path / "out")])
+        benchmark.main([*flags, "--out_dir", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {message}") and "\n" not in error
-    assert "--data." not in error  # the training entry points' flags do not exist here
+    assert "--data.download" not in error  # the entry points' flag, not the benchmark's
     assert not (tmp_path / "out").exists()
-
-
-def test_time_to_94_rows_per_seed_mean_and_flip_tta(image_folder, tmp_path):
-    # --time-to-94 is refused on a CPU (days of training), so its rows are built here
-    # directly, on the tiny folder with a tiny ResNet18 and a target within reach.
-    args = benchmark_lib.parse_args([
-        "--device", "cpu", "--precision", "32-true", "--batch-size", "16",
-        "--resnet-widths", "4", "8", "8", "8", "--target-94", "0.3", "--seeds", "2",
-        "--data-dir", str(image_folder), "--out", str(tmp_path)])
-    args.recipes = RECIPES
-    rows = benchmark_lib.time_to_94_rows(args)
-    seeds, mean = rows[:2], rows[2:]
-    assert [row["setup"] for row in seeds] == ["cifar_resnet18_fast94.yaml seed 0",
-                                               "cifar_resnet18_fast94.yaml seed 1"]
-    for row in seeds:
-        assert "reached 30% after epoch" in row["note"]  # seeded: both get there on a CPU
-        assert row["time_s"] > 0 and 0.3 <= row["accuracy"] <= 1.0
-        # The recipe sets model.flip_tta: its accuracy is reported in its own column.
-        assert 0.0 <= row["accuracy_flip_tta"] <= 1.0
-    times = [row["time_s"] for row in seeds]
-    assert [row["setup"] for row in mean] == ["cifar_resnet18_fast94.yaml mean"]
-    assert mean[0]["time_s"] == pytest.approx(statistics.mean(times))
-    assert mean[0]["note"] == (f"mean +- std {statistics.mean(times):.1f} +- "
-                               f"{statistics.stdev(times):.1f} s over the 2 of 2 seeds "
-                               f"that reached the target")
 
 
 def test_classic_loop_tests_the_best_weights_by_validation_without_lightning(monkeypatch):
