@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from experiments import benchmark
+from experiments import RECIPES, benchmark
 from src.benchmark import classic_loop, timing
 from src.benchmark.classic_loop import ClassicData, ClassicRecipe, train_classic
 from src.benchmark.interleave import RawLog, interleave
@@ -18,8 +18,11 @@ from src.benchmark.plain_loop import plain_loop_throughput
 from src.benchmark.report import markdown_table
 from src.benchmark.stats import mean_std, median_range, pair_ratios
 from src.benchmark.timing import StepTimer, TimeToAccuracy
+from src.cli import benchmark as benchmark_lib
+from src.cli import benchmark_runs
 from src.core import clock as device_clock
 from src.datamodules.augment import build_augmentations
+from src.datamodules.augment.geometric import RandomCropWithPadding, RandomHorizontalFlip
 from src.datamodules.sources import ImageSet
 from src.datamodules.synthetic import SyntheticImageDataModule
 from src.modules.classifier import ImageClassifier
@@ -184,12 +187,15 @@ def test_overhead_and_time_to_accuracy_over_seeds(image_folder, tmp_path):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--time_to_94", "--device", "cpu"], "--time_to_94 runs on a CUDA GPU only"),
     (["--time_to_52"], "--time_to_52 needs the real CIFAR-10"),
+    (["--cpu_resnet18"], "--cpu_resnet18 needs the real CIFAR-10"),
     (["--time_to_52", "--data.data_dir", "{tmp}/missing"], "CIFAR-10 not found in"),
     (["--device", "gpu0"], "--device gpu0: give cpu, cuda or cuda:N"),
     (["--steps", "0"], "--steps=0 is out of range"),
     (["--repeats", "0"], "--repeats=0 is out of range"),
     (["--time_to_52", "--recipe_52", "nope.yaml", "--data.data_dir", "{tmp}"],
      "no recipe nope.yaml"),
+    (["--cpu_resnet18", "--time_to_52"], "--cpu_resnet18 runs its own sections alone; "
+                                         "drop --time_to_52"),
     (["--data-dir", "{tmp}"], "unrecognized arguments: --data-dir"),  # one flag style
 ])
 def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_path, capsys,
@@ -203,6 +209,71 @@ def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_pat
     assert error.startswith(f"error: {message}") and "\n" not in error
     assert "--data.download" not in error  # the entry points' flag, not the benchmark's
     assert not (tmp_path / "out").exists()
+
+
+def test_cpu_resnet18_refuses_an_out_dir_holding_earlier_runs(image_folder, tmp_path, capsys):
+    earlier = tmp_path / "out" / "runs" / "cpu_resnet18" / "entry_point_seed0"
+    earlier.mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        benchmark.main(["--cpu_resnet18", "--data.data_dir", str(image_folder),
+                        "--out_dir", str(tmp_path / "out")])
+    assert capsys.readouterr().err.strip() == (
+        f"error: {earlier.parent} holds the runs of an earlier benchmark; choose a new "
+        f"--out_dir")
+
+
+@pytest.mark.slow
+def test_cpu_resnet18_trains_both_ways_per_seed(image_folder, tmp_path):
+    rows = benchmark.main([
+        "--cpu_resnet18", "--seeds", "2", "--max_epochs", "1", "--batch_size", "16",
+        "--resnet_widths", "4", "8", "8", "8", "--data.data_dir", str(image_folder),
+        "--out_dir", str(tmp_path)])
+    ours, classic = "entry point (Lightning, fast path)", \
+        "plain loop, torchvision-style Dataset (classic path)"
+    assert [row["setup"] for row in rows] == [
+        f"cifar_resnet18_cpu.yaml: {side}, {which}" for side in (ours, classic)
+        for which in ("seed 0", "seed 1", "mean")]
+    for row in rows:
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["best_val_accuracy"] <= 1.0
+        assert row["run_s"] > row["time_s"] > 0
+    times = raw_values(tmp_path / "benchmark_raw.csv", "cpu resnet18", "resnet18", "time_s")
+    assert [(setup, repeat) for setup, repeat, _ in times] == [
+        (ours, 0), (classic, 0), (ours, 1), (classic, 1)]
+    speedups = [times[1][2] / times[0][2], times[3][2] / times[2][2]]
+    assert rows[2]["ratio"] == pytest.approx(statistics.median(speedups))
+    for seed in (0, 1):  # our side: the entry point's own run folders, one per seed
+        run = tmp_path / "runs" / "cpu_resnet18" / f"entry_point_seed{seed}"
+        assert "best checkpoint" in (run / "output.log").read_text()
+        assert f"seed_everything: {seed}" in (run / "version_0" / "config.yaml").read_text()
+
+
+def test_classic_side_trains_the_cpu_recipe_as_the_entry_point_parses_it(image_folder,
+                                                                        monkeypatch):
+    captured = {}
+
+    def fake_train(recipe, data, seed, device, precision, num_workers):
+        captured.update(recipe=recipe, data=data, seed=seed, workers=num_workers)
+        return classic_loop.ClassicResult(0.5, 0.5, 1, [0.5], 1.0)
+
+    monkeypatch.setattr(benchmark_runs, "train_classic", fake_train)
+    args = benchmark_lib.parse_args(["--cpu_resnet18", "--data.data_dir", str(image_folder)])
+    args.recipes, args.precision = RECIPES, "32-true"
+    benchmark_runs.classic_run(args, "resnet18", args.recipe_cpu, seed=3)
+    recipe, data = captured["recipe"], captured["data"]
+    # experiments/configs/cifar_resnet18_cpu.yaml, value by value.
+    assert recipe.network.resnet_widths == (16, 32, 64, 128) and recipe.network.norm == "batch"
+    assert (recipe.optimizer.optimizer, recipe.optimizer.lr, recipe.optimizer.momentum,
+            recipe.optimizer.nesterov, recipe.optimizer.weight_decay) == (
+        "sgd", 0.2, 0.9, True, 5e-4)
+    assert recipe.loss.label_smoothing == 0.1
+    assert (recipe.schedule.scheduler, recipe.schedule.onecycle_pct_start) == ("onecycle", 0.25)
+    assert (recipe.epochs, recipe.batch_size) == (12, 256)
+    crop, flip = recipe.augmentations.augmentations
+    assert isinstance(crop, RandomCropWithPadding) and crop.padding == 4
+    assert isinstance(flip, RandomHorizontalFlip)
+    # The 10% validation split of the 96 tiny training images: 2 of each class's 24.
+    assert (len(data.train.labels), len(data.val.labels), len(data.test.labels)) == (88, 8, 32)
+    assert captured["seed"] == 3 and captured["workers"] == 2
 
 
 def test_classic_loop_tests_the_best_weights_by_validation_without_lightning(monkeypatch):

@@ -2,6 +2,7 @@
 
     python -m experiments.benchmark [--device cuda] [--steps 50] [--models resnet18 mlp]
     python -m experiments.benchmark --time_to_52 --data.data_dir $CIFAR10_DIR    # real data
+    python -m experiments.benchmark --cpu_resnet18 --data.data_dir $CIFAR10_DIR  # hours
 
 Sections (rows of one table, printed, and written to <out_dir>/benchmark.csv and .md;
 every raw value measured to <out_dir>/benchmark_raw.csv, as it is measured):
@@ -18,6 +19,11 @@ every raw value measured to <out_dir>/benchmark_raw.csv, as it is measured):
   stays on it (it is part of the recipe).
 - time to 94% (--time_to_94, GPU only): the fast ResNet18 recipe; the test accuracy with
   flip TTA in its own column (the target is judged without it).
+- --cpu_resnet18 (alone, real CIFAR-10, hours on a CPU): the CPU ResNet18 recipe
+  (--recipe_cpu) trained through our entry point (fit, then the test of the best
+  checkpoint by validation) and by the plain loop of the common CIFAR repositories
+  (torchvision-style Dataset of PIL images, per-image transforms in --loop_workers
+  DataLoader workers, best weights by validation tested once); ratio = speed-up of ours.
 
 Timing comparisons run their sides in turn (A, B, A, B, ...) --repeats times, each run
 after --warmup_steps untimed steps: median [min, max] of each side and of the per-pair
@@ -44,15 +50,19 @@ from src.benchmark.interleave import RawLog
 from src.benchmark.plain_loop import PLAIN_LOOP_PRECISIONS
 from src.benchmark.report import markdown_table, write_report
 from src.cli import benchmark_runs as runs
-from src.cli.benchmark_sections import SECTIONS
+from src.cli.benchmark_sections import SECTIONS, run_folder
 from src.cli.experiment import default_precision
 from src.cli.recipes import Recipes
 from src.core.errors import ConfigError, check_range, exit_on_user_error
 from src.runs.preflight import check_accelerator
 
 MODELS = tuple(runs.ENTRY_POINTS)
+# Flags that pick sections; a mode (--cpu_resnet18) picks its own.
+SECTION_FLAGS = ("no_throughput", "no_overhead", "time_to_52", "time_to_94")
+MODES = ("cpu_resnet18",)
 # Sections on the real CIFAR-10: section -> (model, flag naming its recipe).
-REAL_DATA = {"time_to_52": ("mlp", "recipe_52"), "time_to_94": ("resnet18", "recipe_94")}
+REAL_DATA = {"time_to_52": ("mlp", "recipe_52"), "time_to_94": ("resnet18", "recipe_94"),
+             "cpu_resnet18": ("resnet18", "recipe_cpu")}
 
 
 class BenchmarkArgumentParser(argparse.ArgumentParser):
@@ -101,6 +111,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--time_to_94", action="store_true", help="ResNet18 fast recipe to 94%% (GPU only)")
     add("--recipe_94", default="cifar_resnet18_fast94.yaml")
     add("--target_94", type=float, default=0.94)
+    add("--cpu_resnet18", action="store_true",
+        help="the CPU ResNet18 recipe through our entry point vs the common repositories' "
+             "plain loop, per seed (alone)")
+    add("--recipe_cpu", default="cifar_resnet18_cpu.yaml")
+    add("--loop_workers", type=int, default=2,
+        help="DataLoader workers of the plain loop in --cpu_resnet18")
     add("--max_epochs", type=int, default=None,
         help="epochs of the recipes trained to an accuracy (default: each recipe's)")
     add("--seeds", type=int, default=3, help="seeds of the sections that train to an accuracy")
@@ -118,6 +134,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def sections(args: argparse.Namespace) -> list[str]:
     """The sections to run, in order."""
+    if args.cpu_resnet18:
+        return ["cpu_resnet18"]
     chosen = [name for name, off in (("throughput", args.no_throughput),
                                      ("overhead", args.no_overhead)) if not off]
     return chosen + [name for name in ("time_to_52", "time_to_94") if getattr(args, name)]
@@ -149,7 +167,7 @@ def parse_device(name: str) -> torch.device:
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    for flag in ("warmup_steps", "first_seed"):
+    for flag in ("warmup_steps", "first_seed", "loop_workers"):
         check_range(f"--{flag}", getattr(args, flag), 0)
     for flag in ("steps", "repeats", "seeds", "seed_max_epochs"):
         check_range(f"--{flag}", getattr(args, flag), 1)
@@ -164,6 +182,11 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag in ("resnet_widths", "mlp_widths"):
         for width in getattr(args, flag) or []:
             check_range(f"--{flag}", width, 1)
+    for mode in MODES:
+        clash = [flag for flag in (*SECTION_FLAGS, *MODES) if flag != mode
+                 and getattr(args, flag)]
+        if getattr(args, mode) and clash:
+            raise ConfigError(f"--{mode} runs its own sections alone; drop --{clash[0]}")
 
 
 def check(args: argparse.Namespace) -> list[str]:
@@ -187,10 +210,16 @@ def check(args: argparse.Namespace) -> list[str]:
     real = [REAL_DATA[name] for name in chosen if name in REAL_DATA]  # (model, recipe flag)
     for _, recipe in real:
         args.recipes.config(getattr(args, recipe))
+    if "cpu_resnet18" in chosen:  # the entry-point runs' folders
+        folder = run_folder(args, "cpu_resnet18")
+        if folder.exists() and any(folder.iterdir()):
+            raise ConfigError(f"{folder} holds the runs of an earlier benchmark; choose a "
+                              f"new --out_dir")
     if real:
         args.data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
         if not args.data_dir:
-            flag = next(flag for flag in ("time_to_52", "time_to_94") if getattr(args, flag))
+            flag = next(flag for flag in ("cpu_resnet18", "time_to_52", "time_to_94")
+                        if getattr(args, flag))
             raise ConfigError(f"--{flag} needs the real CIFAR-10: give --data.data_dir or "
                               f"set CIFAR10_DIR")
         # Read now (decoded once, then cached): a wrong path or a broken image fails here,

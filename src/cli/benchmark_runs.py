@@ -9,22 +9,28 @@ Each function returns one `Measurement` (metric -> value) for the raw log.
 
 import argparse
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from src.benchmark.classic_loop import ClassicData, ClassicRecipe, train_classic
 from src.benchmark.interleave import Measurement
 from src.benchmark.plain_loop import plain_loop_throughput
 from src.benchmark.seed_baseline import seed_time_to_accuracy
 from src.benchmark.timing import StepTimer, TimeToAccuracy
 from src.callbacks.weight_averaging import build_weight_averaging
 from src.cli.experiment import build_recipe
-from src.core.errors import DataError
+from src.core.errors import ConfigError, DataError
 from src.datamodules.base import ImageDataModule
 from src.datamodules.cifar10 import CIFAR10DataModule
 from src.datamodules.synthetic import SyntheticImageDataModule
 from src.modules.classifier import ImageClassifier
+from src.modules.networks import NetworkShape
+from src.sweeps.run_metrics import find_metrics_file, read_traces
+from src.sweeps.trial import check_first_run_started, run_trial
 
 # Model -> its entry point, whose recipe is the base every other recipe of it layers on
 # (as `python -m experiments.cifar_mlp --config experiments/configs/cifar_mlp_fast52.yaml`).
@@ -175,3 +181,56 @@ def seed_baseline(args: argparse.Namespace, datamodule: ImageDataModule, target:
     """The seed-style baseline on the training split of `datamodule` (set up), on the CPU."""
     history = seed_time_to_accuracy(datamodule, target, args.seed_max_epochs, seed=seed)
     return clock_measurement(history[-1], history[-1][2] >= target)
+
+
+# -- whole runs: the entry point, and the classic loop ---------------------------------------
+
+def entry_point_run(args: argparse.Namespace, model: str, recipe: str, seed: int,
+                    run_dir: Path) -> Measurement:
+    """`python -m experiments.<entry point> --config <recipe>` with the benchmark's flags
+    and `--seed_everything seed`, in this process, into `run_dir`: fit, then the test of
+    the best checkpoint by validation (the final weights without a validation set).
+    time_s: its training epochs (time/train_epoch_s, validation excluded); run_s: the
+    whole run (parsing, data, fit, test, its records and plots)."""
+    flags = [*recipe_flags(args, model, recipe), *real_data_flags(args), *epoch_flags(args),
+             "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
+             "--trainer.enable_model_summary", "false"]
+    result = run_trial(args.recipes.module(ENTRY_POINTS[model]), run_dir.name, {}, flags,
+                       run_dir, isolation="inprocess")
+    check_first_run_started(result)
+    if result.exit_code != 0 or result.metrics is None or "test/acc" not in result.metrics.final:
+        raise RuntimeError(f"the entry-point run in {run_dir} failed: {result.error}; "
+                           f"log: {run_dir / 'output.log'}")
+    epoch_times = read_traces(find_metrics_file(run_dir))["time/train_epoch_s"]
+    final = result.metrics.final
+    return {"time_s": sum(point.value for point in epoch_times),
+            "accuracy": final["test/acc"], "accuracy_flip_tta": final.get("test/acc_flip_tta"),
+            "best_val_accuracy": result.best_val_acc, "run_s": result.seconds}
+
+
+def classic_run(args: argparse.Namespace, model: str, recipe: str, seed: int) -> Measurement:
+    """The same recipe (parsed with the same flags as `entry_point_run`'s) trained by the
+    classic loop: torchvision-style Dataset of PIL images, per-image transforms in
+    `--loop_workers` DataLoader workers, plain PyTorch. time_s: its training epochs
+    (validation excluded); run_s: the whole run (parsing, data, training, test)."""
+    start = time.perf_counter()
+    module, datamodule, config = build(args, model, CIFAR10DataModule, recipe, [
+        *real_data_flags(args), *epoch_flags(args), "--seed_everything", str(seed)])
+    if not datamodule.has_validation:
+        raise ConfigError(f"{recipe} has no validation split (data.val_fraction null): the "
+                          f"classic loop keeps the best weights by validation accuracy")
+    set_up_real_data(datamodule)
+    hp = datamodule.hparams
+    recipe_settings = ClassicRecipe(
+        network=module.network_settings, loss=module.loss_settings,
+        optimizer=module.optimizer_settings, schedule=module.schedule_settings,
+        shape=NetworkShape(datamodule.num_classes, datamodule.in_channels,
+                           datamodule.image_size),
+        augmentations=datamodule.augmentations, epochs=config.trainer.max_epochs,
+        batch_size=hp.batch_size, eval_batch_size=hp.eval_batch_size)
+    data = ClassicData(datamodule.train_set, datamodule.val_set, datamodule.test_set,
+                       *datamodule.normalization_constants())
+    result = train_classic(recipe_settings, data, seed, torch.device(args.device),
+                           args.precision, args.loop_workers)
+    return {"time_s": result.train_s, "accuracy": result.test_acc,
+            "best_val_accuracy": result.best_val_acc, "run_s": time.perf_counter() - start}

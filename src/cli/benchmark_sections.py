@@ -11,6 +11,7 @@ ratio.
 
 import argparse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from src.benchmark.interleave import Measurement, RawLog, interleave
@@ -182,9 +183,39 @@ def time_to_94_rows(args: argparse.Namespace, raw: RawLog) -> list[Row]:
                      outcome(target), reached_note(target, measured[recipe]))
 
 
+def run_folder(args: argparse.Namespace, section: str) -> Path:
+    """Where a section's entry-point runs go: one folder per run inside it."""
+    return Path(args.out_dir) / "runs" / section
+
+
+def cpu_resnet18_rows(args: argparse.Namespace, raw: RawLog) -> list[Row]:
+    """The CPU ResNet18 recipe trained through our entry point and by the classic loop of
+    the common CIFAR repositories, side by side per seed; ratio: classic / our training
+    time per seed (the speed-up)."""
+    recipe, folder = args.recipe_cpu, run_folder(args, "cpu_resnet18")
+    ours, classic = "entry point (Lightning, fast path)", \
+        "plain loop, torchvision-style Dataset (classic path)"
+    sides = {ours: lambda seed: runs.entry_point_run(args, "resnet18", recipe, seed,
+                                                     folder / f"entry_point_seed{seed}"),
+             classic: lambda seed: runs.classic_run(args, "resnet18", recipe, seed)}
+    section = "cpu resnet18"
+    measured = interleave(sides, seeds_of(args), raw, section, "resnet18")
+    batch = runs.real_data_batch_size(args, "resnet18", recipe)
+    explained = "train s: training epochs, validation excluded; run s: the whole run"
+    our_rows = seed_rows(args, section, "resnet18", f"{recipe}: {ours}", batch,
+                         measured[ours], lambda m: f"runs in {folder}", explained)
+    our_rows[-1].update(ratio_cells(pair_ratios(values_of(measured[classic], "time_s"),
+                                                values_of(measured[ours], "time_s")),
+                                    "x speed-up"))
+    return our_rows + seed_rows(args, section, "resnet18", f"{recipe}: {classic}", batch,
+                                measured[classic],
+                                lambda m: f"{args.loop_workers} DataLoader workers", explained)
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, RawLog], list[Row]]] = {
     "throughput": throughput_rows,
     "overhead": overhead_rows,
     "time_to_52": time_to_52_rows,
     "time_to_94": time_to_94_rows,
+    "cpu_resnet18": cpu_resnet18_rows,
 }
