@@ -186,6 +186,7 @@ def test_overhead_and_time_to_accuracy_over_seeds(image_folder, tmp_path):
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--time_to_94", "--device", "cpu"], "--time_to_94 runs on a CUDA GPU only"),
+    (["--gpu_suite", "--device", "cpu"], "--gpu_suite runs on a CUDA GPU only"),
     (["--time_to_52"], "--time_to_52 needs the real CIFAR-10"),
     (["--cpu_resnet18"], "--cpu_resnet18 needs the real CIFAR-10"),
     (["--time_to_52", "--data.data_dir", "{tmp}/missing"], "CIFAR-10 not found in"),
@@ -196,6 +197,7 @@ def test_overhead_and_time_to_accuracy_over_seeds(image_folder, tmp_path):
      "no recipe nope.yaml"),
     (["--cpu_resnet18", "--time_to_52"], "--cpu_resnet18 runs its own sections alone; "
                                          "drop --time_to_52"),
+    (["--gpu_suite_part", "2"], "--gpu_suite_part goes with --gpu_suite"),
     (["--data-dir", "{tmp}"], "unrecognized arguments: --data-dir"),  # one flag style
 ])
 def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_path, capsys,
@@ -209,6 +211,63 @@ def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_pat
     assert error.startswith(f"error: {message}") and "\n" not in error
     assert "--data.download" not in error  # the entry points' flag, not the benchmark's
     assert not (tmp_path / "out").exists()
+
+
+def test_gpu_suite_refuses_anything_but_the_whole_cifar10(image_folder, tmp_path, capsys,
+                                                          monkeypatch):
+    monkeypatch.setattr(benchmark_lib, "require_cuda", lambda flag, device: None)
+    with pytest.raises(SystemExit):
+        benchmark.main(["--gpu_suite", "--device", "cpu", "--data.data_dir", str(image_folder),
+                        "--out_dir", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert error == (f"error: {image_folder} holds 96 training and 32 test images; the GPU "
+                     f"suite measures the whole CIFAR-10, 50,000 + 10,000: unpack every part "
+                     f"(../shared/data/cifar10/extract.sh DEST)")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def tiny_gpu_suite(image_folder, monkeypatch):
+    """The GPU suite made to run on a CPU: no CUDA check, the tiny folder as the whole
+    data set, tiny step counts."""
+    monkeypatch.setattr(benchmark_lib, "require_cuda", lambda flag, device: None)
+    monkeypatch.setattr(benchmark_lib, "CIFAR10_IMAGES", {"train": 96, "test": 32})
+    return [*TINY, "--gpu_suite", "--device", "cpu", "--repeats", "2", "--seeds", "2",
+            "--data.data_dir", str(image_folder)]
+
+
+@pytest.mark.slow
+def test_gpu_suite_part_1_runs_end_to_end(tiny_gpu_suite, tmp_path):
+    rows = benchmark.main([*tiny_gpu_suite, "--models", "mlp", "--target_94", "0.3",
+                           "--max_epochs", "4", "--out_dir", str(tmp_path)])
+    assert [(row["section"], row["model"], row["setup"]) for row in rows] == [
+        ("throughput", "mlp", "fast path"), ("throughput", "mlp", "classic path"),
+        ("overhead", "mlp", "plain PyTorch loop"), ("overhead", "mlp", "Lightning"),
+        *(("time to 30%", "resnet18", f"cifar_resnet18_fast94.yaml, {which}")
+          for which in ("seed 0", "seed 1", "mean"))]
+    for row in rows[-3:-1]:
+        reached = row["accuracy"] >= 0.3
+        assert ("reached 30% after epoch" in row["note"]) == reached
+        assert ("NOT reached in 4 epochs" in row["note"]) == (not reached)
+        # The recipe sets model.flip_tta: its accuracy is reported in its own column.
+        assert 0.0 <= row["accuracy_flip_tta"] <= 1.0
+    assert rows[-1]["time_s"] == pytest.approx(statistics.mean(r["time_s"] for r in rows[-3:-1]))
+    sections = {row["section"] for row in read_csv(tmp_path / "benchmark_raw.csv")}
+    assert sections == {"throughput", "overhead", "time to 30%"}
+
+
+@pytest.mark.slow
+def test_gpu_suite_part_2_trains_the_5_minute_recipe_through_the_entry_point(tiny_gpu_suite,
+                                                                           tmp_path):
+    rows = benchmark.main([*tiny_gpu_suite, "--gpu_suite_part", "2", "--seeds", "1",
+                           "--max_epochs", "1", "--out_dir", str(tmp_path)])
+    assert [row["setup"] for row in rows] == ["cifar_resnet18_5min.yaml, seed 0",
+                                              "cifar_resnet18_5min.yaml, mean"]
+    assert 0.0 <= rows[0]["accuracy"] <= 1.0 and 0.0 <= rows[0]["accuracy_flip_tta"] <= 1.0
+    assert rows[0]["run_s"] > rows[0]["time_s"] > 0
+    assert rows[1]["accuracy_std"] is None  # one seed: no spread
+    run = tmp_path / "runs" / "five_min" / "seed0"
+    assert "Test accuracy:" in (run / "output.log").read_text()
 
 
 def test_cpu_resnet18_refuses_an_out_dir_holding_earlier_runs(image_folder, tmp_path, capsys):

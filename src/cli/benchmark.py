@@ -3,6 +3,7 @@
     python -m experiments.benchmark [--device cuda] [--steps 50] [--models resnet18 mlp]
     python -m experiments.benchmark --time_to_52 --data.data_dir $CIFAR10_DIR    # real data
     python -m experiments.benchmark --cpu_resnet18 --data.data_dir $CIFAR10_DIR  # hours
+    python -m experiments.benchmark --gpu_suite --data.data_dir $CIFAR10_DIR     # GPU
 
 Sections (rows of one table, printed, and written to <out_dir>/benchmark.csv and .md;
 every raw value measured to <out_dir>/benchmark_raw.csv, as it is measured):
@@ -24,6 +25,8 @@ every raw value measured to <out_dir>/benchmark_raw.csv, as it is measured):
   checkpoint by validation) and by the plain loop of the common CIFAR repositories
   (torchvision-style Dataset of PIL images, per-image transforms in --loop_workers
   DataLoader workers, best weights by validation tested once); ratio = speed-up of ours.
+- --gpu_suite (alone, CUDA, the whole CIFAR-10): part 1 = throughput, overhead and time
+  to 94%; --gpu_suite_part 2 = the 5-minute recipe (--recipe_5min) through the entry point.
 
 Timing comparisons run their sides in turn (A, B, A, B, ...) --repeats times, each run
 after --warmup_steps untimed steps: median [min, max] of each side and of the per-pair
@@ -53,16 +56,19 @@ from src.cli import benchmark_runs as runs
 from src.cli.benchmark_sections import SECTIONS, run_folder
 from src.cli.experiment import default_precision
 from src.cli.recipes import Recipes
-from src.core.errors import ConfigError, check_range, exit_on_user_error
+from src.core.errors import ConfigError, DataError, check_range, exit_on_user_error
+from src.datamodules.sources import check_folder_layout, list_image_files
 from src.runs.preflight import check_accelerator
 
 MODELS = tuple(runs.ENTRY_POINTS)
-# Flags that pick sections; a mode (--cpu_resnet18) picks its own.
+# The GPU suite measures the whole CIFAR-10 and nothing else: exactly these many images.
+CIFAR10_IMAGES = {"train": 50_000, "test": 10_000}
+# Flags that pick sections; a mode (--cpu_resnet18, --gpu_suite) picks its own.
 SECTION_FLAGS = ("no_throughput", "no_overhead", "time_to_52", "time_to_94")
-MODES = ("cpu_resnet18",)
+MODES = ("cpu_resnet18", "gpu_suite")
 # Sections on the real CIFAR-10: section -> (model, flag naming its recipe).
 REAL_DATA = {"time_to_52": ("mlp", "recipe_52"), "time_to_94": ("resnet18", "recipe_94"),
-             "cpu_resnet18": ("resnet18", "recipe_cpu")}
+             "cpu_resnet18": ("resnet18", "recipe_cpu"), "five_min": ("resnet18", "recipe_5min")}
 
 
 class BenchmarkArgumentParser(argparse.ArgumentParser):
@@ -117,6 +123,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--recipe_cpu", default="cifar_resnet18_cpu.yaml")
     add("--loop_workers", type=int, default=2,
         help="DataLoader workers of the plain loop in --cpu_resnet18")
+    add("--gpu_suite", action="store_true",
+        help="every GPU measurement, on the whole CIFAR-10 (alone; CUDA only)")
+    add("--gpu_suite_part", type=int, choices=[1, 2], default=None,
+        help="1 (default): throughput, overhead, time to 94%%; 2: the 5-minute recipe")
+    add("--recipe_5min", default="cifar_resnet18_5min.yaml")
     add("--max_epochs", type=int, default=None,
         help="epochs of the recipes trained to an accuracy (default: each recipe's)")
     add("--seeds", type=int, default=3, help="seeds of the sections that train to an accuracy")
@@ -134,6 +145,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def sections(args: argparse.Namespace) -> list[str]:
     """The sections to run, in order."""
+    if args.gpu_suite:
+        return ["five_min"] if args.gpu_suite_part == 2 else \
+            ["throughput", "overhead", "time_to_94"]
     if args.cpu_resnet18:
         return ["cpu_resnet18"]
     chosen = [name for name, off in (("throughput", args.no_throughput),
@@ -142,11 +156,29 @@ def sections(args: argparse.Namespace) -> list[str]:
 
 
 def require_cuda(flag: str, device: torch.device) -> None:
-    """The one CUDA check of the GPU-only measurements."""
+    """The one CUDA check of the GPU-only measurements (tests replace it to run them on a
+    CPU with tiny settings)."""
     if device.type != "cuda":
         seen = f"not --device {device}" if torch.cuda.is_available() else \
             "PyTorch sees no CUDA GPU here"
         raise ConfigError(f"--{flag} runs on a CUDA GPU only (--device cuda); {seen}")
+
+
+def count_images(data_dir: Path) -> dict[str, int]:
+    """Images per split of an image-folder data set (directory listings only)."""
+    classes = check_folder_layout(data_dir)
+    return {split: sum(len(list_image_files(data_dir / split / name)) for name in classes)
+            for split in CIFAR10_IMAGES}
+
+
+def check_whole_cifar10(data_dir: Path) -> None:
+    counts = count_images(data_dir)
+    if counts != CIFAR10_IMAGES:
+        raise DataError(
+            f"{data_dir} holds {counts['train']:,} training and {counts['test']:,} test "
+            f"images; the GPU suite measures the whole CIFAR-10, "
+            f"{CIFAR10_IMAGES['train']:,} + {CIFAR10_IMAGES['test']:,}: unpack every part "
+            f"(../shared/data/cifar10/extract.sh DEST)")
 
 
 def parse_device(name: str) -> torch.device:
@@ -187,6 +219,8 @@ def check_flags(args: argparse.Namespace) -> None:
                  and getattr(args, flag)]
         if getattr(args, mode) and clash:
             raise ConfigError(f"--{mode} runs its own sections alone; drop --{clash[0]}")
+    if args.gpu_suite_part is not None and not args.gpu_suite:
+        raise ConfigError("--gpu_suite_part goes with --gpu_suite")
 
 
 def check(args: argparse.Namespace) -> list[str]:
@@ -195,7 +229,9 @@ def check(args: argparse.Namespace) -> list[str]:
     check_flags(args)
     chosen = sections(args)
     device = parse_device(args.device)
-    if "time_to_94" in chosen:
+    if args.gpu_suite:
+        require_cuda("gpu_suite", device)
+    if "time_to_94" in chosen and not args.gpu_suite:
         require_cuda("time_to_94", device)
     if args.precision is None:
         args.precision = default_precision("gpu" if device.type == "cuda" else "cpu")
@@ -210,18 +246,20 @@ def check(args: argparse.Namespace) -> list[str]:
     real = [REAL_DATA[name] for name in chosen if name in REAL_DATA]  # (model, recipe flag)
     for _, recipe in real:
         args.recipes.config(getattr(args, recipe))
-    if "cpu_resnet18" in chosen:  # the entry-point runs' folders
-        folder = run_folder(args, "cpu_resnet18")
-        if folder.exists() and any(folder.iterdir()):
+    for name in ("cpu_resnet18", "five_min"):  # the entry-point runs' folders
+        folder = run_folder(args, name)
+        if name in chosen and folder.exists() and any(folder.iterdir()):
             raise ConfigError(f"{folder} holds the runs of an earlier benchmark; choose a "
                               f"new --out_dir")
     if real:
         args.data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
         if not args.data_dir:
-            flag = next(flag for flag in ("cpu_resnet18", "time_to_52", "time_to_94")
-                        if getattr(args, flag))
+            flag = next(flag for flag in ("gpu_suite", "cpu_resnet18", "time_to_52",
+                                          "time_to_94") if getattr(args, flag))
             raise ConfigError(f"--{flag} needs the real CIFAR-10: give --data.data_dir or "
                               f"set CIFAR10_DIR")
+        if args.gpu_suite:
+            check_whole_cifar10(Path(args.data_dir))
         # Read now (decoded once, then cached): a wrong path or a broken image fails here,
         # not after an hour of other runs.
         model, recipe = real[0]

@@ -212,10 +212,25 @@ def cpu_resnet18_rows(args: argparse.Namespace, raw: RawLog) -> list[Row]:
                                 lambda m: f"{args.loop_workers} DataLoader workers", explained)
 
 
+def five_min_rows(args: argparse.Namespace, raw: RawLog) -> list[Row]:
+    """The 5-minute ResNet18 recipe through the entry point, once per seed: test accuracy
+    of its final (EMA) weights, with flip TTA beside it."""
+    recipe, folder = args.recipe_5min, run_folder(args, "five_min")
+    section = "5-minute recipe"
+    measured = interleave({recipe: lambda seed: runs.entry_point_run(
+        args, "resnet18", recipe, seed, folder / f"seed{seed}")},
+        seeds_of(args), raw, section, "resnet18")
+    return seed_rows(args, section, "resnet18", recipe,
+                     runs.real_data_batch_size(args, "resnet18", recipe), measured[recipe],
+                     lambda m: f"runs in {folder}",
+                     "train s: training epochs (stopped at max_time); run s: the whole run")
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, RawLog], list[Row]]] = {
     "throughput": throughput_rows,
     "overhead": overhead_rows,
     "time_to_52": time_to_52_rows,
     "time_to_94": time_to_94_rows,
     "cpu_resnet18": cpu_resnet18_rows,
+    "five_min": five_min_rows,
 }
