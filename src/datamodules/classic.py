@@ -144,7 +144,8 @@ class PILImages(Dataset):
     comes from `per_image_transform(..., pil_input=True)`."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform):
-        pixels = images.permute(0, 2, 3, 1).numpy()  # [N, H, W, C]
+        # [N, H, W, C] in one block, as CIFAR10.data: items are views, not copies.
+        pixels = images.permute(0, 2, 3, 1).contiguous().numpy()
         self.data = pixels[..., 0] if pixels.shape[-1] == 1 else pixels  # gray: [N, H, W]
         self.targets = labels.tolist()
         self.transform = transform
