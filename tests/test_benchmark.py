@@ -144,6 +144,7 @@ def test_throughput_interleaves_paths_and_reports_medians_and_pair_ratios(tmp_pa
     assert "| mlp | classic path |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_overhead_and_time_to_accuracy_over_seeds(image_folder, tmp_path):
     # The tiny folder stands in for CIFAR-10; a 30% target on 4 classes is within reach.
     rows = benchmark.main([
