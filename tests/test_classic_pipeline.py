@@ -3,16 +3,20 @@ DataLoader, equal to the fast path for the same draw."""
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision import transforms as transforms_v1
 from torchvision.transforms import v2
 
 from experiments import cifar_resnet18
 from src.core.errors import ConfigError
 from src.datamodules import CIFAR10DataModule
+from src.datamodules.augment import build_augmentations
 from src.datamodules.augment.geometric import RandomCropWithPadding, RandomHorizontalFlip
-from src.datamodules.classic import classic_loader, per_image_transform
+from src.datamodules.classic import PILImages, classic_loader, per_image_transform
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -53,6 +57,31 @@ def test_classic_and_fast_paths_give_the_same_tensors_for_the_same_draw(image_fo
     expected = dm.normalize(dm.val_set.images[:len(labels)])
     assert torch.allclose(images, expected, atol=1e-5)
     assert torch.equal(labels, dm.val_set.labels[:len(labels)])
+
+
+def test_pil_images_held_like_torchvision_cifar10_augment_like_the_fast_path(image_folder):
+    # The Dataset of the common CIFAR scripts (the benchmark's classic loop): one uint8
+    # array [N, H, W, C], a PIL image per item, then crop, flip, ToTensor, Normalize.
+    dm = CIFAR10DataModule(data_dir=str(image_folder), augment=["crop", "flip"])
+    dm.setup("fit")
+    mean, std = dm.normalization_constants()
+    dataset = PILImages(dm.train_set.images, dm.train_set.labels,
+                        per_image_transform(dm.augmentations, 32, mean, std, pil_input=True))
+    assert dataset.data.shape == (len(dm.train_set.labels), 32, 32, 3)
+    assert dataset.data.dtype == np.uint8
+    torch.manual_seed(0)
+    for index in range(8):
+        image, label = dataset[index]
+        assert image.dtype == torch.float32 and label == int(dm.train_set.labels[index])
+        candidates = fast_path_candidates(dm, dm.train_set.images[index])
+        assert (candidates - image).abs().flatten(1).amax(dim=1).min() < 1e-5
+    # Without augmentation: torchvision's own ToTensor and Normalize (transforms v1).
+    plain = PILImages(dm.train_set.images, dm.train_set.labels,
+                      per_image_transform(build_augmentations([], 4), 32, mean, std,
+                                          pil_input=True))
+    reference = transforms_v1.Compose([transforms_v1.ToTensor(),
+                                       transforms_v1.Normalize(mean.tolist(), std.tolist())])
+    assert torch.allclose(plain[3][0], reference(Image.fromarray(plain.data[3])), atol=1e-6)
 
 
 def test_each_supported_augmentation_becomes_its_torchvision_transform(image_folder):

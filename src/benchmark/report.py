@@ -1,11 +1,17 @@
-"""The benchmark's one table: rows of named columns, printed and written as CSV and
-markdown."""
+"""The benchmark's one table: rows of named values, printed as markdown and written as
+CSV (every number in its own column, full precision) and markdown (rounded).
+
+A row may carry a value's spread beside it: `<key>_min` and `<key>_max` (the range of
+repeated timings around their median) or `<key>_std` (the standard deviation of runs
+over seeds around their mean). The markdown cell shows `median [min, max]` or
+`mean ± std`; the CSV keeps each in its own column.
+"""
 
 import csv
 from pathlib import Path
 from typing import Any
 
-# Column -> header. Empty cells where a measurement does not apply.
+# Column -> markdown header, in table order. Spread columns follow their value in the CSV.
 COLUMNS = {
     "section": "section",
     "model": "model",
@@ -13,40 +19,76 @@ COLUMNS = {
     "device": "device",
     "precision": "precision",
     "batch_size": "batch",
+    "runs": "runs",
     "images_per_s": "images/s",
     "epoch_s": "epoch s (50k images)",
-    "time_s": "time to target s",
+    "time_s": "train s",
     "accuracy": "test acc",
     "accuracy_flip_tta": "test acc, flip TTA",
+    "best_val_accuracy": "best val acc",
+    "run_s": "run s",
     "ratio": "ratio",
     "note": "note",
 }
+RANGED = ("images_per_s", "epoch_s", "ratio")  # median [min, max] of repeats or pairs
+WITH_STD = ("time_s", "accuracy", "accuracy_flip_tta", "best_val_accuracy", "run_s")
 
 
-def _cell(value: Any) -> str:
+def csv_columns() -> list[str]:
+    columns = []
+    for key in COLUMNS:
+        columns.append(key)
+        if key in RANGED:
+            columns += [f"{key}_min", f"{key}_max"]
+        if key in WITH_STD:
+            columns.append(f"{key}_std")
+        if key == "ratio":
+            columns.append("ratio_unit")
+    return columns
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
-    return str(value)
+    if not isinstance(value, float):
+        return str(value)
+    show, unit = _number, ""
+    if key == "ratio":  # ratio_unit: "x classic", "x speed-up" or "% time per step"
+        percent = row["ratio_unit"].startswith("%")
+        show = (lambda v: f"{v:+.1f}%") if percent else (lambda v: f"{v:.2f}x")
+        unit = " " + row["ratio_unit"][1:].strip()
+    text = show(value)
+    if row.get(f"{key}_min") is not None:
+        text += f" [{show(row[f'{key}_min'])}, {show(row[f'{key}_max'])}]"
+    if row.get(f"{key}_std") is not None:
+        text += f" ± {_number(row[f'{key}_std'])}"
+    return text + unit
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS.values()) + " |",
-             "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    """The rows as a markdown table of the columns some row fills."""
+    keys = [key for key in COLUMNS if any(row.get(key) is not None for row in rows)]
+    lines = ["| " + " | ".join(COLUMNS[key] for key in keys) + " |",
+             "|" + "|".join("---" for _ in keys) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(key)) for key in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(row, key) for key in keys) + " |")
     return "\n".join(lines)
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: Path, header: str) -> tuple[Path, Path]:
-    """Write benchmark.csv and benchmark.md (the header line, then the table)."""
+    """Write benchmark.csv and benchmark.md (the header, then the table)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / "benchmark.csv", out_dir / "benchmark.md"
+    columns = csv_columns()
     with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:  # full precision here; rounded in the markdown table
-            writer.writerow({key: row.get(key) for key in COLUMNS})
+            writer.writerow({key: row.get(key) for key in columns})
     md_path.write_text(f"{header}\n\n{markdown_table(rows)}\n")
     return csv_path, md_path

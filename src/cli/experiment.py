@@ -371,3 +371,26 @@ def run_experiment(datamodule_class: type[ImageDataModule], recipes: Recipes, na
             run.discard_if_unused()
 
     return run_command(work, cleanup)
+
+
+class _BuildOnlyCLI(ExperimentCLI):
+    """Parses and builds like the entry points, then stops short of the Trainer: no run
+    folder, logger or checkpoint is created."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> None:
+        return None
+
+
+def build_recipe(datamodule_class: type[ImageDataModule], recipe: Path,
+                 args: list[str]) -> tuple[ImageClassifier, ImageDataModule, Any]:
+    """The model, the datamodule and every other parsed setting (a jsonargparse Namespace:
+    `.trainer` holds the Trainer's keyword arguments, `.ema`, `.swa`, ...) that
+    `run_experiment(datamodule_class, recipe, args)` would fit, parsed by the same parser
+    (the same flags, `--config` layering and checks; `--seed_everything` seeds the model's
+    initialization), for tools that train them their own way (the benchmark). Nothing is
+    fitted or written."""
+    cli = _BuildOnlyCLI(
+        ImageClassifier, datamodule_class, run=False, args=args,
+        auto_configure_optimizers=False,  # as in run_experiment
+        parser_kwargs={"default_config_files": [str(recipe)], "exit_on_error": False})
+    return cli.model, cli.datamodule, cli.config

@@ -19,6 +19,7 @@ normalization as the fast path's.
 from collections.abc import Callable
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode, v2
@@ -92,24 +93,30 @@ def check_per_image(augmentations: AugmentationPipeline) -> None:
 
 
 def per_image_transform(augmentations: AugmentationPipeline, image_size: int,
-                        mean: torch.Tensor, std: torch.Tensor) -> v2.Compose:
+                        mean: torch.Tensor, std: torch.Tensor,
+                        pil_input: bool = False) -> v2.Compose:
     """uint8 image [C, H, W] -> augmented (in list order), normalized float32 [C, H, W].
 
     mean, std: per-channel shift and divisor in 0..1 units (by default the training
-    statistics; see `ImageDataModule.normalization_constants`).
+    statistics; see `ImageDataModule.normalization_constants`). pil_input: the images
+    are PIL images (`PILImages`), augmented as such until the first step in float, where
+    they become tensors (ToImage + ToDtype: what ToTensor does).
     """
     check_per_image(augmentations)
+    to_tensor = [v2.ToImage()] if pil_input else []  # PIL image -> uint8 tensor [C, H, W]
     steps: list[v2.Transform] = []
     in_float = False
     for augmentation in augmentations.augmentations:
         needs_float = augmentation.computes_in_float or isinstance(augmentation, FLOAT_ONLY)
         if needs_float and not in_float:  # once, like the batch pipeline
-            steps.append(v2.ToDtype(torch.float32, scale=True))
+            steps += [*to_tensor, v2.ToDtype(torch.float32, scale=True)]
             in_float = True
         if isinstance(augmentation, PerImagePolicy):
             steps.append(augmentation.transform)  # already torchvision's own transform
         else:
             steps.append(PER_IMAGE_TRANSFORMS[type(augmentation)](augmentation, image_size))
+    if not in_float:
+        steps += to_tensor
     steps += [v2.ToDtype(torch.float32, scale=True),
               v2.Normalize(mean=mean.tolist(), std=std.tolist())]
     return v2.Compose(steps)
@@ -130,14 +137,36 @@ class TransformedImages(Dataset):
         return self.transform(self.images[index]), int(self.labels[index])
 
 
+class PILImages(Dataset):
+    """Images [N, C, H, W] uint8 and labels [N], held the way torchvision.datasets.CIFAR10
+    holds them (one uint8 array [N, H, W, C], a list of labels); item i = (transform(PIL
+    image i), label i). The Dataset of the common CIFAR training scripts; its transform
+    comes from `per_image_transform(..., pil_input=True)`."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform):
+        # [N, H, W, C] in one block, as CIFAR10.data: items are views, not copies.
+        pixels = images.permute(0, 2, 3, 1).contiguous().numpy()
+        self.data = pixels[..., 0] if pixels.shape[-1] == 1 else pixels  # gray: [N, H, W]
+        self.targets = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.data[index])), self.targets[index]
+
+
 def classic_loader(images: torch.Tensor, labels: torch.Tensor, transform: v2.Transform,
                    batch_size: int, train: bool, num_workers: int, drop_last: bool = False,
-                   world_size: int = 1, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over `TransformedImages`. Under DDP, Lightning swaps in a
-    DistributedSampler (which repeats a few images so every rank gets as many)."""
+                   world_size: int = 1, pin_memory: bool = False,
+                   dataset_class: type[Dataset] = TransformedImages) -> DataLoader:
+    """A DataLoader over `dataset_class(images, labels, transform)` (`TransformedImages`,
+    or `PILImages`). Under DDP, Lightning swaps in a DistributedSampler (which repeats a
+    few images so every rank gets as many)."""
     per_rank = -(-len(labels) // world_size)
     # Batch norm cannot train on a final batch of a single image.
     drop_last = train and (drop_last or per_rank % batch_size == 1)
-    return DataLoader(TransformedImages(images, labels, transform), batch_size=batch_size,
+    return DataLoader(dataset_class(images, labels, transform), batch_size=batch_size,
                       shuffle=train, num_workers=num_workers, drop_last=drop_last,
                       pin_memory=pin_memory, persistent_workers=num_workers > 0)
