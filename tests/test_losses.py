@@ -66,6 +66,27 @@ def test_each_loss_runs_a_training_step(name, soft_targets):
         assert not torch.equal(old, new)
 
 
+@pytest.mark.parametrize("soft_targets", [False, True], ids=["int_targets", "soft_targets"])
+@pytest.mark.parametrize("name", ["mse", "l1"])
+def test_mse_and_l1_with_label_smoothing_use_the_smoothed_targets(name, soft_targets):
+    torch.manual_seed(0)
+    num_classes, eps = 5, 0.3
+    logits = 3 * torch.randn(6, num_classes)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    rows = F.one_hot(labels, num_classes).float()
+    if soft_targets:
+        rows = 0.7 * rows + 0.3 * F.one_hot(labels.roll(1), num_classes).float()
+    # Label smoothing: t' = (1 - eps) t + eps / K, for every entry of the row.
+    smoothed = (1 - eps) * rows + eps / num_classes
+    error = logits.softmax(dim=-1) - smoothed
+    expected = error.square().mean() if name == "mse" else error.abs().mean()
+    targets = rows if soft_targets else labels
+    loss = make_loss(name, num_classes, label_smoothing=eps)(logits, targets)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    unsmoothed = make_loss(name, num_classes)(logits, targets)
+    assert abs(unsmoothed.item() - loss.item()) > 1e-3  # smoothing changes the value here
+
+
 def test_cross_entropy_matches_torch_with_weights_and_smoothing():
     torch.manual_seed(0)
     logits, labels = torch.randn(7, 4), torch.tensor([0, 1, 2, 3, 3, 1, 0])
