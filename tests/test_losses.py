@@ -87,6 +87,39 @@ def test_mse_and_l1_with_label_smoothing_use_the_smoothed_targets(name, soft_tar
     assert abs(unsmoothed.item() - loss.item()) > 1e-3  # smoothing changes the value here
 
 
+# Training losses whose value differs from the plain cross-entropy on the same logits.
+TRAINING_LOSSES = {
+    "smoothed_ce": dict(loss="cross_entropy", label_smoothing=0.2),
+    "weighted_ce": dict(loss="cross_entropy", class_weights=[1.0, 4.0]),
+    "mse": dict(loss="mse"),
+    "smoothed_l1": dict(loss="l1", label_smoothing=0.1),
+    "weighted_bce": dict(loss="bce", class_weights=[1.0, 3.0]),
+}
+
+
+@pytest.mark.parametrize("settings", list(TRAINING_LOSSES.values()), ids=list(TRAINING_LOSSES))
+def test_validation_and_test_loss_are_plain_cross_entropy_whatever_the_training_loss(settings):
+    torch.manual_seed(0)
+    model = tiny_classifier(**settings)
+    with torch.no_grad():
+        model.net.head.weight.mul_(20)  # confident logits, where the losses differ most
+    images = torch.randn(13, 1, 4, 4)
+    labels = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0])
+    model.eval()
+    with torch.no_grad():
+        logits = model(images)
+    # Torch's cross-entropy of every image, averaged over the 13 images.
+    expected = F.cross_entropy(logits, labels).item()
+    assert abs(model.loss(logits, labels).item() - expected) > 0.01  # not the same number
+    loader = DataLoader(TensorDataset(images, labels), batch_size=5)  # batches of 5, 5, 3
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)
+    validated = trainer.validate(model, loader, verbose=False)[0]
+    tested = trainer.test(model, loader, verbose=False)[0]
+    assert validated["val/loss"] == pytest.approx(expected, rel=1e-5)
+    assert tested["test/loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_cross_entropy_matches_torch_with_weights_and_smoothing():
     torch.manual_seed(0)
     logits, labels = torch.randn(7, 4), torch.tensor([0, 1, 2, 3, 3, 1, 0])
