@@ -395,6 +395,68 @@ def test_lightning_steps_schedules_like_run_schedules(name, settings, tmp_path):
     assert_rates([float(row["lr"]) for row in rows if row["lr"]], recorder.rates)
 
 
+class RecordOptimizerStepRates(Callback):
+    """The learning rate of every optimizer step (once per step, after accumulation)."""
+
+    def __init__(self):
+        self.rates = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.rates.append(optimizer.param_groups[0]["lr"])
+
+
+# 5 batches per epoch, gradients accumulated over 2: Lightning steps the optimizer after
+# batches 2, 4 and 5 (the last, partial group), so an epoch is 3 optimizer steps.
+ACCUMULATE, BATCHES, STEPS, ACC_EPOCHS = 2, 5, 3, 3
+
+
+def triangle(t: int, half: int, low: float, high: float) -> float:
+    """Smith's triangular cycle: low at t = 0, high at t = half, low again at 2 half."""
+    return low + (high - low) * max(0.0, 1 - abs(t / half - 2 * math.floor(1 + t / (2 * half)) + 1))
+
+
+def cosine(t: int, period: int) -> float:
+    return LR * (1 + math.cos(math.pi * t / period)) / 2
+
+
+def ramp_over(t: int, length: int) -> float:
+    return START + (1 - START) * t / length
+
+
+ACCUMULATION_CASES = {
+    # warm-up of 1 epoch = 3 optimizer steps (not 5 batches), then the constant rate
+    "warmup_epochs": (dict(scheduler="constant", warmup_epochs=1),
+                      lambda t: LR * ramp_over(t, STEPS) if t < STEPS else LR),
+    # 4 optimizer steps of warm-up, then cosine over the remaining 9 - 4 steps
+    "warmup_steps": (dict(scheduler="cosine", warmup_steps=4, min_lr=0.0),
+                     lambda t: LR * ramp_over(t, 4) if t < 4 else cosine(t - 4, 5)),
+    # periods of 1 and 2 epochs: 3 then 6 optimizer steps
+    "cosine_restarts": (dict(scheduler="cosine_restarts", restart_epochs=1, restart_mult=2,
+                             min_lr=0.0),
+                        lambda t: cosine(t, STEPS) if t < STEPS else cosine(t - STEPS, 2 * STEPS)),
+    # half a cycle = 1 epoch = 3 optimizer steps
+    "cyclic": (dict(scheduler="cyclic", cyclic_step_epochs=1.0, cyclic_base_lr=0.01),
+               lambda t: triangle(t, STEPS, 0.01, LR)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCUMULATION_CASES))
+def test_schedule_lengths_count_optimizer_steps_under_gradient_accumulation(case, tmp_path):
+    settings, closed_form = ACCUMULATION_CASES[case]
+    model = ImageClassifier(arch="mlp", num_classes=2, in_channels=3, image_size=4,
+                            hidden_widths=(8,), optimizer="sgd", lr=LR, nesterov=False,
+                            warmup_start_factor=START, **settings)
+    recorder = RecordOptimizerStepRates()
+    trainer = L.Trainer(max_epochs=ACC_EPOCHS, accumulate_grad_batches=ACCUMULATE,
+                        callbacks=[recorder], limit_val_batches=0, logger=False,
+                        default_root_dir=tmp_path, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    train, _ = tiny_loaders(batches=BATCHES)
+    trainer.fit(model, train)
+    assert trainer.global_step == len(recorder.rates) == ACC_EPOCHS * STEPS
+    assert_rates(recorder.rates, [closed_form(t) for t in range(ACC_EPOCHS * STEPS)])
+
+
 def test_cli_runs_a_warmup_restart_schedule(image_folder, tmp_path, capsys):
     results = cifar_mlp.main([
         "--data.data_dir", str(image_folder), "--data.batch_size", "16",
