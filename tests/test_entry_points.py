@@ -1,14 +1,24 @@
 """Entry points: each recipe runs through its LightningCLI, flags and config files work."""
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from experiments import cifar_mlp, cifar_resnet18, fashion_mnist_mlp
+from src.modules import ImageClassifier
+from tests.checks import (
+    assert_tested_checkpoint,
+    best_checkpoint,
+    evaluate_by_hand,
+    printed_checkpoint,
+    read_image_folder,
+)
 from tests.conftest import write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +71,46 @@ def test_full_run_saves_config_checkpoints_logs_and_prints_test_accuracy(
     out = capsys.readouterr()
     line = next(x for x in out.out.splitlines() if x.startswith("Test accuracy:"))
     assert f"{100 * results['test/acc']:.2f}%" in line and "best checkpoint" in line
+
+
+def test_final_test_uses_the_best_checkpoint_and_prints_its_path(image_folder, tmp_path,
+                                                                 capsys, monkeypatch):
+    epochs = 3
+
+    def zero_the_head_before_the_last_validation(self):
+        # The last epoch then validates (and ends with) weights that give every image
+        # class 0: val/acc drops to chance, so the best checkpoint is an earlier epoch's.
+        if not self.trainer.sanity_checking and self.current_epoch == epochs - 1:
+            with torch.no_grad():
+                self.net.head.weight.zero_()
+                self.net.head.bias.zero_()
+
+    monkeypatch.setattr(ImageClassifier, "on_validation_epoch_start",
+                        zero_the_head_before_the_last_validation)
+    root = tmp_path / "runs"
+    results = cifar_mlp.main([
+        "--data.data_dir", str(image_folder), "--data.batch_size", "16",
+        "--trainer.max_epochs", str(epochs), "--trainer.default_root_dir", str(root),
+        "--model.hidden_widths", "[16]", "--trainer.log_every_n_steps", "1", *QUIET,
+    ])
+    run = root / "version_0"
+    best = best_checkpoint(run)
+    assert best.name != f"best-epoch{epochs - 1:03d}.ckpt"
+    # The printed line names that file, with the best val/acc of the run.
+    printed = capsys.readouterr().out
+    assert printed_checkpoint(printed) == best
+    with open(run / "metrics.csv") as file:
+        val_acc = [float(row["val/acc"]) for row in csv.DictReader(file) if row["val/acc"]]
+    assert len(val_acc) == epochs and max(val_acc) > val_acc[-1]
+    assert f"(val/acc {max(val_acc):.4f})" in printed
+    # test/acc and test/loss are those of the best checkpoint's weights ...
+    accuracy = assert_tested_checkpoint(results, best, image_folder)
+    # ... not of the last weights (last.ckpt, written after the last validation).
+    last = ImageClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt",
+                                                map_location="cpu", weights_only=True)
+    assert torch.count_nonzero(last.net.head.weight) == 0
+    last_accuracy, _ = evaluate_by_hand(last, *read_image_folder(image_folder))
+    assert last_accuracy == 0.25 and accuracy > 0.5
 
 
 def test_no_validation_split_tests_the_final_weights(image_folder, tmp_path, capsys):
