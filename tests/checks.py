@@ -34,10 +34,13 @@ def read_image_folder(root: Path, split: str = "test",
 
 @torch.no_grad()
 def evaluate_by_hand(model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor,
-                     precision: str = "32-true") -> tuple[float, float]:
+                     precision: str = "32-true",
+                     mirrored: bool = False) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of `model` in eval mode on uint8 `images`, scaled
     by the input_mean / input_std it recorded when it was fitted. `precision`: the
-    trainer's, so that the arithmetic is the run's (bf16 weights, or bf16 autocast)."""
+    trainer's, so that the arithmetic is the run's (bf16 weights, or bf16 autocast).
+    `mirrored`: classify each image by its mean softmax with its mirror image (flip TTA);
+    the loss is then that of the mean probabilities."""
     shape = (1, -1, 1, 1)
     mean = torch.tensor(model.hparams.input_mean).view(shape)
     std = torch.tensor(model.hparams.input_std).view(shape)
@@ -49,6 +52,9 @@ def evaluate_by_hand(model: ImageClassifier, images: torch.Tensor, labels: torch
                 else nullcontext())
     with autocast:
         logits = model(inputs).float()
+        if mirrored:
+            probs = (logits.softmax(dim=-1) + model(inputs.flip(-1)).float().softmax(dim=-1)) / 2
+            logits = probs.log()  # log-probabilities: cross_entropy takes them as logits
     accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
     return accuracy, F.cross_entropy(logits, labels).item()
 
@@ -70,13 +76,16 @@ def printed_checkpoint(output: str) -> Path:
 def assert_results_are_those_of(results: dict[str, float], model: ImageClassifier,
                                 data_dir: Path, precision: str = "32-true",
                                 classes: list[str] | None = None) -> float:
-    """The run's test/acc and test/loss are those of `model` on the test images of
-    `data_dir`, computed here. Returns the accuracy."""
+    """The run's test/acc and test/loss (and test/acc_flip_tta, if it has one) are those
+    of `model` on the test images of `data_dir`, computed here. Returns the accuracy."""
     images, labels = read_image_folder(data_dir, classes=classes)
     accuracy, loss = evaluate_by_hand(model, images, labels, precision)
     assert results["test/acc"] == pytest.approx(accuracy, abs=1e-6)
     tolerance = 1e-4 if precision == "32-true" else 2e-2  # bf16: 8 bits of mantissa
     assert results["test/loss"] == pytest.approx(loss, rel=tolerance)
+    if "test/acc_flip_tta" in results:
+        flip_accuracy, _ = evaluate_by_hand(model, images, labels, precision, mirrored=True)
+        assert results["test/acc_flip_tta"] == pytest.approx(flip_accuracy, abs=1e-6)
     return accuracy
 
 
