@@ -45,9 +45,10 @@ def test_throughput_of_both_paths_and_models(tmp_path, capsys):
 
 
 def test_overhead_and_time_to_accuracy_on_image_folders(image_folder, tmp_path):
-    # The tiny folder stands in for CIFAR-10; a 30% target on 4 classes is within reach.
+    # The tiny folder stands in for CIFAR-10; a 50% target on 4 classes (chance: 25%) is
+    # within reach of both MLPs in 2 epochs (after 1 epoch: 97% and 75%).
     rows = benchmark.main([
-        *TINY, "--models", "mlp", "--no-throughput", "--time-to-52", "--target-52", "0.3",
+        *TINY, "--models", "mlp", "--no-throughput", "--time-to-52", "--target-52", "0.5",
         "--seed-max-epochs", "2", "--recipe-max-epochs", "2", "--data-dir", str(image_folder),
         "--out", str(tmp_path)])
     setups = [row["setup"] for row in rows]
@@ -55,10 +56,8 @@ def test_overhead_and_time_to_accuracy_on_image_folders(image_folder, tmp_path):
                       "cifar_mlp_fast52.yaml (fast path)"]
     assert rows[1]["ratio"].endswith("% time per step")
     for row in rows[2:]:
-        assert 0.0 <= row["accuracy"] <= 1.0 and row["time_s"] > 0
-        reached = row["accuracy"] >= 0.3
-        assert ("reached 30% after epoch" in row["note"]) == reached
-        assert ("NOT reached" in row["note"]) == (not reached)
+        assert 0.5 <= row["accuracy"] <= 1.0 and row["time_s"] > 0
+        assert "reached 50% after epoch" in row["note"] and "NOT reached" not in row["note"]
     assert len(read_csv(tmp_path / "benchmark.csv")) == 4
 
 
@@ -98,8 +97,10 @@ def test_time_to_94_rows_per_seed_mean_and_flip_tta(image_folder, tmp_path):
     for row in seeds:
         assert "reached 30% after epoch" in row["note"]  # seeded: both get there on a CPU
         assert row["time_s"] > 0 and 0.3 <= row["accuracy"] <= 1.0
-        # The recipe sets model.flip_tta: its accuracy is reported in its own column.
-        assert 0.0 <= row["accuracy_flip_tta"] <= 1.0
+        # The recipe sets model.flip_tta: its accuracy is reported in its own column, above
+        # chance (0.25) as the plain one (both 0.5 here); what it averages is pinned in
+        # test_evaluation.py::test_flip_tta_averages_probabilities_not_logits.
+        assert 0.3 <= row["accuracy_flip_tta"] <= 1.0
     times = [row["time_s"] for row in seeds]
     assert [row["setup"] for row in mean] == ["cifar_resnet18_fast94.yaml mean"]
     assert mean[0]["time_s"] == pytest.approx(statistics.mean(times))
