@@ -2,6 +2,7 @@
 the test images read with PIL, scaled by hand, classified, and scored with torch's
 cross-entropy."""
 
+import csv
 import re
 from contextlib import nullcontext
 from pathlib import Path
@@ -63,6 +64,21 @@ def best_checkpoint(run_dir: Path) -> Path:
     """The one best-epochNNN.ckpt of a run directory."""
     (path,) = (Path(run_dir) / "checkpoints").glob("best-*.ckpt")
     return path
+
+
+def checkpoint_best_score(path: Path) -> float:
+    """The best val/acc that the ModelCheckpoint callback recorded in checkpoint `path`."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    (score,) = [state["best_model_score"] for key, state in saved["callbacks"].items()
+                if key.startswith("ModelCheckpoint")]
+    return float(score)
+
+
+def logged_values(run_dir: Path, metric: str) -> list[float]:
+    """Every value of `metric` in the metrics.csv under `run_dir`, in logged order."""
+    (path,) = Path(run_dir).rglob("metrics.csv")
+    with open(path, newline="") as file:
+        return [float(row[metric]) for row in csv.DictReader(file) if row.get(metric)]
 
 
 def printed_checkpoint(output: str) -> Path:

@@ -6,7 +6,6 @@ import importlib
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from conftest import write_image_folder
 
@@ -14,7 +13,12 @@ from experiments import RECIPES
 from src.cli import study as cli
 from src.modules import ImageClassifier
 from src.studies.study import Budget, Study, Variant
-from tests.checks import best_checkpoint, evaluate_by_hand, read_image_folder
+from tests.checks import (
+    best_checkpoint,
+    checkpoint_best_score,
+    evaluate_by_hand,
+    read_image_folder,
+)
 
 # Tiny networks and runs: the flags after `--` come last and override the studies' own.
 TINY = ["--model.hidden_widths", "[16]", "--model.resnet_widths", "[8,8,8,8]",
@@ -69,10 +73,7 @@ def test_study_runs_its_variants_and_writes_table_and_plot(name, image_folder, g
         # it, and "test acc" that checkpoint's accuracy on the test images, by hand.
         run_dir = next(Path(result.trial.run_dir).rglob("checkpoints")).parent
         best = best_checkpoint(run_dir)
-        saved = torch.load(best, map_location="cpu", weights_only=True)
-        (score,) = [state["best_model_score"] for key, state in saved["callbacks"].items()
-                    if key.startswith("ModelCheckpoint")]
-        assert row["best val acc"] == f"{float(score):.4f}"
+        assert row["best val acc"] == f"{checkpoint_best_score(best):.4f}"
         if "test acc" in row:
             model = ImageClassifier.load_from_checkpoint(best, map_location="cpu",
                                                          weights_only=True)
