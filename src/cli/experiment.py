@@ -222,6 +222,8 @@ def fit_and_test(cli: ExperimentCLI) -> dict[str, float]:
                            verbose=False, weights_only=True)[0]
     if use_best:
         which = f"best checkpoint {best} (val/acc {float(checkpoint.best_model_score):.4f})"
+    elif datamodule.has_validation:  # e.g. fast_dev_run, or checkpointing switched off
+        which = "final weights (no checkpoint was saved)"
     else:
         which = "final weights (no validation set to select a checkpoint)"
     if trainer.is_global_zero:
