@@ -37,15 +37,17 @@ def gray_folder(tmp_path_factory) -> Path:
     (cifar_mlp, ["--model.hidden_widths", "[16]"]),
 ])
 def test_cifar_entry_points_fast_dev_run(entry_point, extra, image_folder, tmp_path,
-                                         monkeypatch):
+                                         monkeypatch, capsys):
     runs = record_runs(monkeypatch)
     results = entry_point.main([
         "--data.data_dir", str(image_folder), "--data.batch_size", "8",
         "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path),
         *QUIET, *extra,
     ])
-    # fast_dev_run saves no checkpoint: the test figures are those of the final weights.
+    # fast_dev_run saves no checkpoint: the test figures are those of the final weights,
+    # and the printed line says so (there is a validation set: that is not the reason).
     assert_results_are_those_of(results, runs[0].model, image_folder)
+    assert "; final weights (no checkpoint was saved))" in capsys.readouterr().out
 
 
 def test_fashion_mnist_entry_point_fast_dev_run(gray_folder, tmp_path, monkeypatch):
