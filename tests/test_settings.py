@@ -88,7 +88,8 @@ def test_unused_settings_names_the_options_of_other_choices():
 
 
 def test_unknown_setting_names_the_closest_one():
-    with pytest.raises(ConfigError, match="unknown model setting 'moment'; did you mean 'momentum'"):
+    with pytest.raises(ConfigError,
+                       match="unknown model setting 'moment'; did you mean 'momentum'"):
         ImageClassifier(arch="mlp", moment=0.5)
 
 

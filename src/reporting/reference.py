@@ -40,7 +40,8 @@ def augmentations_page() -> str:
         "An ordered list; each item a name (default parameters) or a mapping "
         "`{name: ..., <param>: value}`, e.g. `--data.augment '[crop, flip, {name: cutout, "
         "size: 8}]'`. Training batches only; pixel values in 0..1 units; every image its own "
-        "random draw.", "", "| name | parameters (defaults) | what it does |", "| --- | --- | --- |"]
+        "random draw.", "", "| name | parameters (defaults) | what it does |",
+        "| --- | --- | --- |"]
     for name, builder in AUGMENTATIONS.items():
         params = ", ".join(f"`{key}={value!r}`" for key, value in parameter_defaults(name).items())
         summary = (inspect.getdoc(builder) or "").split("\n\n")[0].replace("\n", " ")
