@@ -2,6 +2,7 @@
 the test images read with PIL, scaled by hand, classified, and scored with torch's
 cross-entropy."""
 
+import copy
 import csv
 import re
 from contextlib import nullcontext
@@ -46,16 +47,17 @@ def evaluate_by_hand(model: ImageClassifier, images: torch.Tensor, labels: torch
     mean = torch.tensor(model.hparams.input_mean).view(shape)
     std = torch.tensor(model.hparams.input_std).view(shape)
     inputs = (images.float() / 255 - mean) / std
-    model = model.eval().cpu()
+    model = copy.deepcopy(model).eval().cpu()  # the caller's module stays as it was
     if precision == "bf16-true":
         model, inputs = model.to(torch.bfloat16), inputs.to(torch.bfloat16)
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed"
                 else nullcontext())
     with autocast:
         logits = model(inputs).float()
-        if mirrored:
-            probs = (logits.softmax(dim=-1) + model(inputs.flip(-1)).float().softmax(dim=-1)) / 2
-            logits = probs.log()  # log-probabilities: cross_entropy takes them as logits
+        mirror_logits = model(inputs.flip(-1)).float() if mirrored else None
+    if mirrored:
+        probs = (logits.softmax(dim=-1) + mirror_logits.softmax(dim=-1)) / 2
+        logits = probs.log()  # log-probabilities: cross_entropy takes them as logits
     accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
     return accuracy, F.cross_entropy(logits, labels).item()
 
