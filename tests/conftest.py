@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Assertions in the shared checks report their values, as in the test modules.
+pytest.register_assert_rewrite("tests.checks")
+
 NUM_CLASSES = 4
 CLASS_NAMES = [f"class{i}" for i in range(NUM_CLASSES)]
 

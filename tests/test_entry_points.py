@@ -1,14 +1,26 @@
 """Entry points: each recipe runs through its LightningCLI, flags and config files work."""
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from experiments import cifar_mlp, cifar_resnet18, fashion_mnist_mlp
+from src.modules import ImageClassifier
+from tests.checks import (
+    assert_results_are_those_of,
+    assert_tested_checkpoint,
+    best_checkpoint,
+    evaluate_by_hand,
+    printed_checkpoint,
+    read_image_folder,
+    record_runs,
+)
 from tests.conftest import write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,21 +36,27 @@ def gray_folder(tmp_path_factory) -> Path:
     (cifar_resnet18, ["--model.resnet_widths", "[4,8,8,8]"]),
     (cifar_mlp, ["--model.hidden_widths", "[16]"]),
 ])
-def test_cifar_entry_points_fast_dev_run(entry_point, extra, image_folder, tmp_path):
+def test_cifar_entry_points_fast_dev_run(entry_point, extra, image_folder, tmp_path,
+                                         monkeypatch, capsys):
+    runs = record_runs(monkeypatch)
     results = entry_point.main([
         "--data.data_dir", str(image_folder), "--data.batch_size", "8",
         "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path),
         *QUIET, *extra,
     ])
-    assert 0.0 <= results["test/acc"] <= 1.0
+    # fast_dev_run saves no checkpoint: the test figures are those of the final weights,
+    # and the printed line says so (there is a validation set: that is not the reason).
+    assert_results_are_those_of(results, runs[0].model, image_folder)
+    assert "; final weights (no checkpoint was saved))" in capsys.readouterr().out
 
 
-def test_fashion_mnist_entry_point_fast_dev_run(gray_folder, tmp_path):
+def test_fashion_mnist_entry_point_fast_dev_run(gray_folder, tmp_path, monkeypatch):
+    runs = record_runs(monkeypatch)
     results = fashion_mnist_mlp.main([
         "--data.data_dir", str(gray_folder), "--data.batch_size", "8",
         "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path), *QUIET,
     ])
-    assert 0.0 <= results["test/acc"] <= 1.0
+    assert_results_are_those_of(results, runs[0].model, gray_folder)
 
 
 def test_full_run_saves_config_checkpoints_logs_and_prints_test_accuracy(
@@ -61,6 +79,46 @@ def test_full_run_saves_config_checkpoints_logs_and_prints_test_accuracy(
     out = capsys.readouterr()
     line = next(x for x in out.out.splitlines() if x.startswith("Test accuracy:"))
     assert f"{100 * results['test/acc']:.2f}%" in line and "best checkpoint" in line
+
+
+def test_final_test_uses_the_best_checkpoint_and_prints_its_path(image_folder, tmp_path,
+                                                                 capsys, monkeypatch):
+    epochs = 3
+
+    def zero_the_head_before_the_last_validation(self):
+        # The last epoch then validates (and ends with) weights that give every image
+        # class 0: val/acc drops to chance, so the best checkpoint is an earlier epoch's.
+        if not self.trainer.sanity_checking and self.current_epoch == epochs - 1:
+            with torch.no_grad():
+                self.net.head.weight.zero_()
+                self.net.head.bias.zero_()
+
+    monkeypatch.setattr(ImageClassifier, "on_validation_epoch_start",
+                        zero_the_head_before_the_last_validation)
+    root = tmp_path / "runs"
+    results = cifar_mlp.main([
+        "--data.data_dir", str(image_folder), "--data.batch_size", "16",
+        "--trainer.max_epochs", str(epochs), "--trainer.default_root_dir", str(root),
+        "--model.hidden_widths", "[16]", "--trainer.log_every_n_steps", "1", *QUIET,
+    ])
+    run = root / "version_0"
+    best = best_checkpoint(run)
+    assert best.name != f"best-epoch{epochs - 1:03d}.ckpt"
+    # The printed line names that file, with the best val/acc of the run.
+    printed = capsys.readouterr().out
+    assert printed_checkpoint(printed) == best
+    with open(run / "metrics.csv") as file:
+        val_acc = [float(row["val/acc"]) for row in csv.DictReader(file) if row["val/acc"]]
+    assert len(val_acc) == epochs and max(val_acc) > val_acc[-1]
+    assert f"(val/acc {max(val_acc):.4f})" in printed
+    # test/acc and test/loss are those of the best checkpoint's weights ...
+    accuracy = assert_tested_checkpoint(results, best, image_folder)
+    # ... not of the last weights (last.ckpt, written after the last validation).
+    last = ImageClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt",
+                                                map_location="cpu", weights_only=True)
+    assert torch.count_nonzero(last.net.head.weight) == 0
+    last_accuracy, _ = evaluate_by_hand(last, *read_image_folder(image_folder))
+    assert last_accuracy == 0.25 and accuracy > 0.5
 
 
 def test_no_validation_split_tests_the_final_weights(image_folder, tmp_path, capsys):
@@ -87,13 +145,14 @@ def test_config_file_and_flags_layer_over_the_recipe(image_folder, tmp_path):
     assert saved["model"]["norm"] == "batch"  # from the recipe, untouched
 
 
-def test_bf16_mixed_precision_runs_on_cpu(image_folder, tmp_path):
+def test_bf16_mixed_precision_runs_on_cpu(image_folder, tmp_path, monkeypatch):
+    runs = record_runs(monkeypatch)
     results = cifar_mlp.main([
         "--data.data_dir", str(image_folder), "--trainer.precision", "bf16-mixed",
         "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path),
         "--model.hidden_widths", "[8]", *QUIET,
     ])
-    assert 0.0 <= results["test/acc"] <= 1.0
+    assert_results_are_those_of(results, runs[0].model, image_folder, precision="bf16-mixed")
 
 
 @pytest.mark.parametrize("module", ["cifar_resnet18", "cifar_mlp", "fashion_mnist_mlp"])

@@ -3,16 +3,22 @@
 import csv
 import json
 
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from experiments import cifar_mlp, evaluate
+from src.benchmark import timing
 from src.datamodules import CIFAR10DataModule
 from src.evaluation.predictions import (
+    accuracy,
     confusion_matrix,
     ensemble_probs,
     flip_tta,
+    mirror_averaged_probs,
     per_class_accuracy,
+    predict_with_flip,
 )
 from src.modules import ImageClassifier
 from tests.conftest import write_image_folder
@@ -52,6 +58,58 @@ def test_flip_tta_and_ensemble_average_probabilities():
     a, b = torch.rand(5, 3).softmax(-1), torch.rand(5, 3).softmax(-1)
     assert torch.allclose(flip_tta(a, b), (a + b) / 2)
     assert torch.allclose(ensemble_probs([a, b, a]), (2 * a + b) / 3)
+
+
+class MirrorSensitive(torch.nn.Module):
+    """Logits u * A + v * B of a 1x2 image (u, v): the image (1, 0) gets A and its mirror
+    image (0, 1) gets B."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor):
+        super().__init__()
+        self.register_buffer("rows", torch.stack([a, b]))  # [2, K]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1).float() @ self.rows  # [B, 1, 1, 2] -> [B, K]
+
+
+def test_flip_tta_averages_probabilities_not_logits(tmp_path):
+    a, b = torch.tensor([10.0, 0.0, 0.0]), torch.tensor([-10.0, 2.0, 0.0])
+    mean_probs = (a.softmax(-1) + b.softmax(-1)) / 2  # about [0.50, 0.44, 0.06]
+    # The two rules disagree on these logits: class 0 by probabilities, 1 by logits.
+    assert mean_probs.argmax() == 0 and ((a + b) / 2).softmax(-1).argmax() == 1
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 1, 1, 2)  # mirror images
+    labels = torch.tensor([0, 0])  # plain: right, wrong; TTA by probabilities: both right
+    model = ImageClassifier(arch="mlp", num_classes=3, in_channels=1, image_size=2,
+                            hidden_widths=(4,), flip_tta=True)
+    model.net = MirrorSensitive(a, b)
+    model.eval()
+    expected = torch.stack([mean_probs, mean_probs])
+    with torch.no_grad():
+        probs = mirror_averaged_probs(model, images, model(images))
+    torch.testing.assert_close(probs, expected)
+
+    # The test step of the module (test/acc_flip_tta).
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=2)
+    results = trainer.test(model, loader, verbose=False)[0]
+    assert results["test/acc"] == 0.5 and results["test/acc_flip_tta"] == 1.0
+
+    # The evaluation entry point's path (Trainer.predict on the prediction split).
+    datamodule = L.LightningDataModule.from_datasets(
+        predict_dataset=TensorDataset(images, labels), batch_size=2)
+    predictions = predict_with_flip(model, datamodule, trainer)
+    torch.testing.assert_close(predictions.tta_probs, expected)
+    assert accuracy(predictions.tta_probs, labels) == 1.0
+
+    # classify() of uint8 images (an input scaling that leaves them as they are).
+    model.hparams.update(input_mean=(0.0,), input_std=(1 / 255,))
+    torch.testing.assert_close(model.classify(images.to(torch.uint8), flip_tta=True),
+                               expected)
+    # The benchmark's time-to-accuracy clock.
+    plain, tta = timing.accuracies(model, images.to(torch.uint8), labels, lambda x: x.float(),
+                                   torch.device("cpu"), with_flip=True)
+    assert (plain, tta) == (0.5, 1.0)
 
 
 def test_learning_curves_and_test_confusion_are_written_after_a_run(trained_run):

@@ -13,6 +13,7 @@ from experiments import cifar_mlp
 from src.core.errors import ConfigError
 from src.modules import ImageClassifier
 from src.modules.losses import LOSSES, inverse_frequency_weights
+from tests.checks import assert_tested_checkpoint, best_checkpoint
 from tests.factories import make_loss
 
 
@@ -21,6 +22,24 @@ def tiny_classifier(**overrides) -> ImageClassifier:
                     norm="none", optimizer="sgd", lr=0.5, scheduler="constant")
     settings.update(overrides)
     return ImageClassifier(**settings)
+
+
+def reference_loss(name: str, logits: torch.Tensor, targets: torch.Tensor,
+                   label_smoothing: float) -> torch.Tensor:
+    """Each training loss written out from its definition (see src/modules/losses.py):
+    targets smoothed as (1 - eps) t + eps / K, then torch's functional form."""
+    num_classes = logits.shape[1]
+    rows = targets.float() if targets.ndim == 2 else F.one_hot(targets, num_classes).float()
+    smoothed = (1 - label_smoothing) * rows + label_smoothing / num_classes
+    if name == "cross_entropy":
+        return -(smoothed * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    if name == "bce":  # on the margin logit_1 - logit_0, target P(class 1)
+        return F.binary_cross_entropy_with_logits(logits[:, 1] - logits[:, 0], smoothed[:, 1])
+    if name == "mse":
+        return F.mse_loss(logits.softmax(dim=-1), smoothed)
+    if name == "l1":
+        return F.l1_loss(logits.softmax(dim=-1), smoothed)
+    raise AssertionError(name)
 
 
 @pytest.mark.parametrize("soft_targets", [False, True], ids=["int_targets", "soft_targets"])
@@ -39,12 +58,67 @@ def test_each_loss_runs_a_training_step(name, soft_targets):
                         enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(model, DataLoader(TensorDataset(images, targets), batch_size=8))
     # The logged objective is the named loss of the first batch, before the update.
-    expected = make_loss(name, 2, label_smoothing=0.1)(before(images), targets)
+    with torch.no_grad():
+        expected = reference_loss(name, before(images), targets, label_smoothing=0.1)
     assert torch.isfinite(expected)
     assert trainer.callback_metrics["train/loss_step"] == pytest.approx(expected.item(), rel=1e-5)
     for (_, old), (_, new) in zip(before.named_parameters(), model.named_parameters(),
                                   strict=True):
         assert not torch.equal(old, new)
+
+
+@pytest.mark.parametrize("soft_targets", [False, True], ids=["int_targets", "soft_targets"])
+@pytest.mark.parametrize("name", ["mse", "l1"])
+def test_mse_and_l1_with_label_smoothing_use_the_smoothed_targets(name, soft_targets):
+    torch.manual_seed(0)
+    num_classes, eps = 5, 0.3
+    logits = 3 * torch.randn(6, num_classes)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    rows = F.one_hot(labels, num_classes).float()
+    if soft_targets:
+        rows = 0.7 * rows + 0.3 * F.one_hot(labels.roll(1), num_classes).float()
+    # Label smoothing: t' = (1 - eps) t + eps / K, for every entry of the row.
+    smoothed = (1 - eps) * rows + eps / num_classes
+    error = logits.softmax(dim=-1) - smoothed
+    expected = error.square().mean() if name == "mse" else error.abs().mean()
+    targets = rows if soft_targets else labels
+    loss = make_loss(name, num_classes, label_smoothing=eps)(logits, targets)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    unsmoothed = make_loss(name, num_classes)(logits, targets)
+    assert abs(unsmoothed.item() - loss.item()) > 1e-3  # smoothing changes the value here
+
+
+# Training losses whose value differs from the plain cross-entropy on the same logits.
+TRAINING_LOSSES = {
+    "smoothed_ce": dict(loss="cross_entropy", label_smoothing=0.2),
+    "weighted_ce": dict(loss="cross_entropy", class_weights=[1.0, 4.0]),
+    "mse": dict(loss="mse"),
+    "smoothed_l1": dict(loss="l1", label_smoothing=0.1),
+    "weighted_bce": dict(loss="bce", class_weights=[1.0, 3.0]),
+}
+
+
+@pytest.mark.parametrize("settings", list(TRAINING_LOSSES.values()), ids=list(TRAINING_LOSSES))
+def test_validation_and_test_loss_are_plain_cross_entropy_whatever_the_training_loss(settings):
+    torch.manual_seed(0)
+    model = tiny_classifier(**settings)
+    with torch.no_grad():
+        model.net.head.weight.mul_(20)  # confident logits, where the losses differ most
+    images = torch.randn(13, 1, 4, 4)
+    labels = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0])
+    model.eval()
+    with torch.no_grad():
+        logits = model(images)
+    # Torch's cross-entropy of every image, averaged over the 13 images.
+    expected = F.cross_entropy(logits, labels).item()
+    assert abs(model.loss(logits, labels).item() - expected) > 0.01  # not the same number
+    loader = DataLoader(TensorDataset(images, labels), batch_size=5)  # batches of 5, 5, 3
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)
+    validated = trainer.validate(model, loader, verbose=False)[0]
+    tested = trainer.test(model, loader, verbose=False)[0]
+    assert validated["val/loss"] == pytest.approx(expected, rel=1e-5)
+    assert tested["test/loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_cross_entropy_matches_torch_with_weights_and_smoothing():
@@ -157,8 +231,11 @@ def test_cli_two_class_imbalanced_bce_with_auto_weights(image_folder, tmp_path):
         "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(tmp_path / "runs"),
         "--trainer.enable_progress_bar", "false", "--model.hidden_widths", "[32]",
     ])
-    assert 0.0 <= results["test/acc"] <= 1.0
-    best = next((tmp_path / "runs" / "version_0" / "checkpoints").glob("best-*.ckpt"))
+    best = best_checkpoint(tmp_path / "runs" / "version_0")
+    # The test figures are those of the best checkpoint on the two classes' test images.
+    accuracy = assert_tested_checkpoint(results, best, image_folder,
+                                        classes=["class0", "class1"])
+    assert accuracy >= 0.75  # two well separated classes (chance: 0.5)
     model = ImageClassifier.load_from_checkpoint(best)
     assert model.hparams.num_classes == 2  # linked from the class subset
     # Training pool: class0 24, class1 12 images; val_fraction 0.1 holds out 2 and 1,

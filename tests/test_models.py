@@ -80,3 +80,20 @@ def test_bad_network_settings_fail_with_one_line(arguments, message):
         make_network(num_classes=10, in_channels=3, image_size=32, **arguments)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("arch", "widths", "groups", "expected_layers"), [
+    # ResNet18: stem 1 + 8 blocks x 2 + 3 projection shortcuts = 20 norms. Widths that
+    # the default 32 groups also divide, so a lost setting would build without error.
+    ("resnet18", {"resnet_widths": (32, 32, 64, 64)}, 4, 20),
+    ("mlp", {"hidden_widths": (64, 32)}, 8, 2),
+])
+def test_group_norm_gets_the_configured_number_of_groups(arch, widths, groups, expected_layers):
+    torch.manual_seed(0)
+    net = make_network(arch, num_classes=3, in_channels=3, image_size=8, norm="group",
+                       norm_groups=groups, **widths)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == expected_layers
+    assert {m.num_groups for m in norms} == {groups}
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm | torch.nn.LayerNorm)
+                   for m in net.modules())

@@ -91,8 +91,8 @@ def test_nan_in_a_config_file_is_refused(capsys, image_folder, tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "which"), [
-    (["--trainer.limit_val_batches", "0"], "final weights (no validation ran"),
-    (["--trainer.fast_dev_run", "true"], "final weights (no validation ran"),
+    (["--trainer.limit_val_batches", "0"], "final weights (no checkpoint was saved"),
+    (["--trainer.fast_dev_run", "true"], "final weights (no checkpoint was saved"),
     (["--data.val_fraction", "null"], "final weights (no validation set"),
 ])
 def test_runs_too_short_to_select_test_their_final_weights_and_say_so(

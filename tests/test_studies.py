@@ -3,6 +3,7 @@ variant is a result, and bad input stops with one line."""
 
 import csv
 import importlib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +11,14 @@ from conftest import write_image_folder
 
 from experiments import RECIPES
 from src.cli import study as cli
+from src.modules import ImageClassifier
 from src.studies.study import Budget, Study, Variant
+from tests.checks import (
+    best_checkpoint,
+    checkpoint_best_score,
+    evaluate_by_hand,
+    read_image_folder,
+)
 
 # Tiny networks and runs: the flags after `--` come last and override the studies' own.
 TINY = ["--model.hidden_widths", "[16]", "--model.resnet_widths", "[8,8,8,8]",
@@ -59,7 +67,18 @@ def test_study_runs_its_variants_and_writes_table_and_plot(name, image_folder, g
     rows = read_table(out)
     assert [row["variant"] for row in rows] == labels
     assert all(row["outcome"] == "finished" for row in rows)
-    assert all(0.0 <= float(row["best val acc"]) <= 1.0 for row in rows)
+    test_images = read_image_folder(data_dir(name, image_folder, gray_folder))
+    for result, row in zip(results, rows, strict=True):
+        # "best val acc" is the score of the checkpoint the run kept, as that file records
+        # it, and "test acc" that checkpoint's accuracy on the test images, by hand.
+        run_dir = next(Path(result.trial.run_dir).rglob("checkpoints")).parent
+        best = best_checkpoint(run_dir)
+        assert row["best val acc"] == f"{checkpoint_best_score(best):.4f}"
+        if "test acc" in row:
+            model = ImageClassifier.load_from_checkpoint(best, map_location="cpu",
+                                                         weights_only=True)
+            accuracy, _ = evaluate_by_hand(model, *test_images)
+            assert row["test acc"] == f"{accuracy:.4f}"
     text = (out / "results.md").read_text()
     assert f"experiments.{name} --out" in text and module.STUDY.question in text
     assert all(f"| {label} |" in text for label in labels)

@@ -12,11 +12,11 @@ import yaml
 from experiments import cifar_mlp, sweep
 from src.core.errors import ConfigError
 from src.sweeps.pruning import MedianPruner, add_to_history
-from src.sweeps.run_metrics import find_metrics_file, read_metrics
 from src.sweeps.runner import BudgetClock, max_time_flag
 from src.sweeps.space import Choice, Range, grid, parse_space, refine_around, sample
 from src.sweeps.spec import Budget, load_yaml, parse_spec
 from src.sweeps.wandb_config import wandb_sweep_config
+from tests.checks import best_checkpoint, checkpoint_best_score, logged_values
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -140,10 +140,12 @@ def test_grid_sweep_runs_every_trial_ranks_them_and_writes_a_usable_best_config(
     assert accs == sorted(accs, reverse=True) and len(rows) == 4
     assert {(row["model.lr"], row["model.norm"]) for row in rows} == {
         ("0.01", "batch"), ("0.01", "layer"), ("1e-06", "batch"), ("1e-06", "layer")}
-    # The ranking comes from each run's own log: its best val/acc over epochs.
+    # The ranking comes from each run's own log: its best val/acc over epochs, which is
+    # the score of the checkpoint the run kept.
     for result in report.results:
-        logged = read_metrics(find_metrics_file(result.run_dir))
-        assert result.best_val_acc == max(logged.val_acc_by_epoch.values())
+        assert result.best_val_acc == max(logged_values(result.run_dir, "val/acc"))
+        best = best_checkpoint(next(result.run_dir.rglob("checkpoints")).parent)
+        assert result.best_val_acc == pytest.approx(checkpoint_best_score(best), abs=1e-6)
     best = report.best
     assert best.best_val_acc == accs[0] and best.name == rows[0]["trial"]
     markdown = (out / "results.md").read_text()

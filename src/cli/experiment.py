@@ -294,9 +294,8 @@ def fit_and_test(cli: ExperimentCLI, test: bool = True) -> dict[str, float]:
         which = f"best checkpoint {best} (val/acc {float(checkpoint.best_model_score):.4f})"
     elif not datamodule.has_validation:
         which = "final weights (no validation set to select a checkpoint)"
-    else:
-        which = ("final weights (no validation ran, so there was no checkpoint to "
-                 "select)")
+    else:  # too short to validate (max_steps, limit_val_batches 0), fast_dev_run, ...
+        which = "final weights (no checkpoint was saved, so there was none to select)"
     if not test:
         if trainer.is_global_zero:
             print(f"Fitted; to test: {which}", flush=True)

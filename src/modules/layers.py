@@ -73,7 +73,9 @@ def norm_after_act(position: str) -> bool:
 
 
 class GainPreserving(nn.Module):
-    """a * phi(x) + b, with constants a, b chosen so that E[out^2] = 1 for x ~ N(0, 1).
+    """a * phi(x) + b, with constants a, b chosen so that, for x ~ N(0, 1), both
+    E[(a phi(x) + b)^2] = 1 and E[(a phi'(x))^2] = 1 (a fixes the gradients' second
+    moment, then b the activations').
 
     With weights of variance 1/fan_in (init="kaiming_*", whose gain for these activations
     is 1), every layer then hands a unit second moment to the next, so deep stacks neither
@@ -133,14 +135,16 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
     "tanh": ActivationSpec(nn.Tanh, nonlinearity="tanh"),
     "sigmoid": ActivationSpec(nn.Sigmoid, nonlinearity="sigmoid"),
     # Gain-preserving variants a * phi(x) + b (constants from the course material, for
-    # the default slope 0.01 and alpha 1; leaky_relu: a = sqrt(2 / (1 + 0.01^2))).
+    # the default slope 0.01 and alpha 1; leaky_relu: a = sqrt(2 / (1 + 0.01^2))). gelu's
+    # are those of nn.GELU (exact, erf): the course's 1.4915, -0.9097 belong to the
+    # sigmoid approximation x * sigmoid(1.702 x).
     "gpn_tanh": ActivationSpec(_gain_preserving(nn.Tanh, 1.4674, 0.3885), nonlinearity="linear"),
     "gpn_relu": ActivationSpec(_gain_preserving(nn.ReLU, 1.4142, 0.0), nonlinearity="linear"),
     "gpn_leaky_relu": ActivationSpec(
         _gain_preserving(partial(nn.LeakyReLU, 0.01), 1.4141, 0.0), nonlinearity="linear"),
     "gpn_elu": ActivationSpec(_gain_preserving(nn.ELU, 1.2234, 0.0742), nonlinearity="linear"),
     "gpn_selu": ActivationSpec(_gain_preserving(nn.SELU, 0.9660, 0.2585), nonlinearity="linear"),
-    "gpn_gelu": ActivationSpec(_gain_preserving(nn.GELU, 1.4915, -0.9097),
+    "gpn_gelu": ActivationSpec(_gain_preserving(nn.GELU, 1.4811, -0.9095),
                                nonlinearity="linear"),
 }
 
