@@ -3,7 +3,7 @@ sweep specs (sweeps/). Everything they run lives in the library, `src/`."""
 
 from pathlib import Path
 
-from src.cli.recipes import Recipes
+from src.core.recipes import Recipes
 
 HERE = Path(__file__).resolve().parent
 RECIPES = Recipes(package=__name__, config_dir=HERE / "configs", sweep_dir=HERE / "sweeps")

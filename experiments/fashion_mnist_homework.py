@@ -38,6 +38,7 @@ STUDY = Study(
              "take the same 3-Linear-layer MLP in 10 epochs (the assignment's bar: 90% test "
              "accuracy)?",
     base="fashion_mnist_mlp",
+    data_env="FASHION_MNIST_DIR",
     common_flags=("--model.hidden_widths", "[256,128]", "--model.act", "sigmoid",
                   "--model.norm", "none", "--model.dropout", "0", "--model.optimizer", "sgd",
                   "--model.lr", "0.01", "--model.momentum", "0", "--model.nesterov", "false",

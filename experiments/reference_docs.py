@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from src.reporting.reference import stale_pages, write_pages
+from src.cli.reference_docs import stale_pages, write_pages
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reference"
 

@@ -123,9 +123,9 @@ def record_runs(monkeypatch: pytest.MonkeyPatch) -> list:
     runs = []
     original = experiment.fit_and_test
 
-    def recording(cli):
+    def recording(cli, **kwargs):
         runs.append(cli)
-        return original(cli)
+        return original(cli, **kwargs)
 
     monkeypatch.setattr(experiment, "fit_and_test", recording)
     return runs

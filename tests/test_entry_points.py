@@ -47,7 +47,8 @@ def test_cifar_entry_points_fast_dev_run(entry_point, extra, image_folder, tmp_p
     # fast_dev_run saves no checkpoint: the test figures are those of the final weights,
     # and the printed line says so (there is a validation set: that is not the reason).
     assert_results_are_those_of(results, runs[0].model, image_folder)
-    assert "; final weights (no checkpoint was saved))" in capsys.readouterr().out
+    assert "; final weights (no checkpoint was saved, so there was none to select))" in \
+        capsys.readouterr().out
 
 
 def test_fashion_mnist_entry_point_fast_dev_run(gray_folder, tmp_path, monkeypatch):
@@ -79,6 +80,9 @@ def test_full_run_saves_config_checkpoints_logs_and_prints_test_accuracy(
     out = capsys.readouterr()
     line = next(x for x in out.out.splitlines() if x.startswith("Test accuracy:"))
     assert f"{100 * results['test/acc']:.2f}%" in line and "best checkpoint" in line
+    # The tested weights are the best checkpoint's, and they learned the 4 classes.
+    accuracy = assert_tested_checkpoint(results, best_checkpoint(run), image_folder)
+    assert accuracy >= 0.75  # 4 well separated classes (chance: 0.25)
 
 
 def test_final_test_uses_the_best_checkpoint_and_prints_its_path(image_folder, tmp_path,

@@ -15,12 +15,11 @@ from src.evaluation.predictions import (
     accuracy,
     confusion_matrix,
     ensemble_probs,
-    flip_tta,
-    mirror_averaged_probs,
     per_class_accuracy,
     predict_with_flip,
 )
 from src.modules import ImageClassifier
+from src.modules.tta import flip_tta, mirror_averaged_probs
 from tests.conftest import write_image_folder
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

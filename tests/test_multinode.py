@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.multinode_entry import REPORT_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +48,7 @@ def run_nodes(commands: list[list[str]], logs: list[Path], env: dict[str, str],
     return [node.returncode for node in nodes]
 
 
+@pytest.mark.slow
 def test_two_nodes_train_as_one_job(image_folder, tmp_path):
     port = free_port()
     run_dir = tmp_path / "run"

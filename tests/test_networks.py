@@ -139,6 +139,12 @@ def test_drop_block_drops_blocks_in_training_and_is_identity_in_eval():
     ("resnet18", {"drop_block_prob": 1.0}, "drop_block_prob=1.0 is out of range"),
     ("resnet18", {"drop_block_size": 0}, "drop_block_size=0 is out of range"),
     ("resnet18", {"pretrained": True}, "pretrained applies to arch timm only"),
+    ("resnet50", {}, "unknown arch 'resnet50'; choose one of: mlp, resnet18, timm"),
+    ("resnet18", {"norm": "bach"}, "unknown norm 'bach'"),
+    ("mlp", {"norm": "instance"}, "unknown normalization for vector features"),
+    ("resnet18", {"act": "relu7"}, "unknown act 'relu7'"),
+    ("resnet18", {"norm": "group", "norm_groups": 3}, "norm_groups=3 does not divide 8"),
+    ("mlp", {"dropout": 1.0}, r"dropout=1.0 is out of range"),
 ])
 def test_bad_network_settings_fail_with_one_line(arch, values, expected):
     with pytest.raises(ConfigError, match=expected) as error:
@@ -200,3 +206,42 @@ def test_bad_network_flag_exits_with_one_line(image_folder, tmp_path, capsys):
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: unknown init 'he_normal'")
+
+
+def test_resnet18_is_the_cifar_variant():
+    net = make_network("resnet18", num_classes=10, in_channels=3, image_size=32)
+    stem_conv = net.stem[0]
+    assert stem_conv.kernel_size == (3, 3) and stem_conv.stride == (1, 1)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
+    blocks = [len(stage) for stage in net.stages]
+    assert blocks == [2, 2, 2, 2]
+    # 32x32 input -> 4x4 maps at the last stage (three stride-2 stages).
+    features = net.stages(net.stem(torch.randn(1, 3, 32, 32)))
+    assert features.shape == (1, 512, 4, 4)
+
+
+def test_mlp_layout_follows_the_widths():
+    net = make_network("mlp", num_classes=10, in_channels=3, image_size=32, norm="layer",
+                        act="gelu", hidden_widths=(64, 32), dropout=0.5)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(3072, 64), (64, 32), (32, 10)]
+    assert sum(isinstance(m, nn.LayerNorm) for m in net.modules()) == 2
+    assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == 2
+    assert sum(isinstance(m, nn.GELU) for m in net.modules()) == 2
+
+
+@pytest.mark.parametrize(("arch", "widths", "groups", "expected_layers"), [
+    # ResNet18: stem 1 + 8 blocks x 2 + 3 projection shortcuts = 20 norms. Widths that
+    # the default 32 groups also divide, so a lost setting would build without error.
+    ("resnet18", {"resnet_widths": (32, 32, 64, 64)}, 4, 20),
+    ("mlp", {"hidden_widths": (64, 32)}, 8, 2),
+])
+def test_group_norm_gets_the_configured_number_of_groups(arch, widths, groups, expected_layers):
+    torch.manual_seed(0)
+    net = make_network(arch, num_classes=3, in_channels=3, image_size=8, norm="group",
+                       norm_groups=groups, **widths)
+    norms = [m for m in net.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == expected_layers
+    assert {m.num_groups for m in norms} == {groups}
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.LayerNorm)
+                   for m in net.modules())

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from experiments import cifar_mlp
+from src.cli.reference_docs import stale_pages
 from src.core.errors import ConfigError
 from src.core.settings import check_settings, specs, unused_settings
 from src.modules.classifier import SETTING_GROUPS, ImageClassifier
 from src.modules.optimizers import OptimizerSettings
 from src.modules.schedulers import ScheduleSettings
-from src.reporting.reference import stale_pages
 
 REPO = Path(__file__).resolve().parents[1]
 DECLARED = [f for group in SETTING_GROUPS for f in fields(group)]

@@ -7,9 +7,10 @@ over seeds around their mean). The markdown cell shows `median [min, max]` or
 `mean ± std`; the CSV keeps each in its own column.
 """
 
-import csv
 from pathlib import Path
 from typing import Any
+
+from src.reporting.tables import markdown_table, write_csv
 
 # Column -> markdown header, in table order. Spread columns follow their value in the CSV.
 COLUMNS = {
@@ -70,25 +71,18 @@ def _cell(row: dict[str, Any], key: str) -> str:
     return text + unit
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def benchmark_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table of the columns some row fills."""
     keys = [key for key in COLUMNS if any(row.get(key) is not None for row in rows)]
-    lines = ["| " + " | ".join(COLUMNS[key] for key in keys) + " |",
-             "|" + "|".join("---" for _ in keys) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row, key) for key in keys) + " |")
-    return "\n".join(lines)
+    return markdown_table([COLUMNS[key] for key in keys],
+                          [[_cell(row, key) for key in keys] for row in rows])
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: Path, header: str) -> tuple[Path, Path]:
     """Write benchmark.csv and benchmark.md (the header, then the table)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / "benchmark.csv", out_dir / "benchmark.md"
-    columns = csv_columns()
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:  # full precision here; rounded in the markdown table
-            writer.writerow({key: row.get(key) for key in columns})
-    md_path.write_text(f"{header}\n\n{markdown_table(rows)}\n")
+    columns = csv_columns()  # full precision here; rounded in the markdown table
+    write_csv(csv_path, columns, [[row.get(key) for key in columns] for row in rows])
+    md_path.write_text(f"{header}\n\n{benchmark_table(rows)}")
     return csv_path, md_path

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
 from src.core.clock import device_time
-from src.evaluation.predictions import mirror_averaged_probs
+from src.modules.tta import mirror_averaged_probs
 
 
 class StepTimer(L.Callback):

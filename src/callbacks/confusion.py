@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from src.evaluation.predictions import write_class_report
+from src.reporting.class_report import write_class_report
 
 
 class TestConfusionMatrix(L.Callback):

@@ -16,6 +16,7 @@ import time
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from src.core.clock import synchronize
 
@@ -81,14 +82,18 @@ class RunEstimate(L.Callback):
         network = copy.deepcopy(pl_module.net).train()  # the run's own weights stay as they are
         device = pl_module.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            inputs = datamodule.normalize(images.to(device))
+            # As Lightning feeds the run: in the precision's dtype (bf16-true weights).
+            inputs = trainer.precision_plugin.convert_input(
+                datamodule.normalize(images.to(device)))
             targets = labels.to(device)
             times = []
             for _ in range(3):  # the first one warms up (allocations, kernel choice)
                 synchronize(device)
                 start = time.perf_counter()
                 with trainer.precision_plugin.forward_context():
-                    loss = pl_module.loss(network(inputs), targets)
+                    # Plain cross-entropy: the same cost as the run's loss, without its
+                    # state (class weights "auto" are set only once fitting starts).
+                    loss = F.cross_entropy(network(inputs).float(), targets)
                 loss.backward()
                 synchronize(device)
                 times.append(time.perf_counter() - start)

@@ -40,7 +40,6 @@ import argparse
 import contextlib
 import logging
 import os
-import platform
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,13 +50,14 @@ import torch
 
 from src.benchmark.interleave import RawLog
 from src.benchmark.plain_loop import PLAIN_LOOP_PRECISIONS
-from src.benchmark.report import markdown_table, write_report
+from src.benchmark.report import benchmark_table, write_report
 from src.cli import benchmark_runs as runs
 from src.cli.benchmark_sections import SECTIONS, run_folder
 from src.cli.boundary import OneLineArgumentParser, run_command
-from src.cli.recipes import Recipes
 from src.core.errors import ConfigError, DataError, check_range
+from src.core.recipes import Recipes
 from src.datamodules.sources import check_folder_layout, list_image_files
+from src.reporting.hardware import hardware_line
 from src.runs.preflight import check_accelerator, default_precision
 
 MODELS = tuple(runs.ENTRY_POINTS)
@@ -260,13 +260,6 @@ def check(args: argparse.Namespace) -> list[str]:
     return chosen
 
 
-def hardware() -> str:
-    cpus = os.cpu_count()
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()}, {cpus} CPU cores"
-    return f"{platform.processor() or platform.machine()}, {cpus} CPU cores, no GPU"
-
-
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning's notes (devices found, seeds set, tips) off for the benchmark's many short
@@ -297,13 +290,12 @@ def run(argv: list[str], recipes: Recipes) -> list[dict[str, Any]]:
         how.append(f"timings: median [min, max] over {args.repeats} interleaved runs")
     if set(chosen) - {"throughput", "overhead"}:
         how.append(f"training runs: each of {args.seeds} seeds, then mean ± std")
-    header = (f"Benchmark on {hardware()} ({torch.get_num_threads()} torch threads); "
-              f"torch {torch.__version__}, lightning {L.__version__}; "
+    header = (f"Benchmark on {hardware_line()}, lightning {L.__version__}; "
               f"`{recipes.command('benchmark', *argv)}`; {'; '.join(how)}; every raw value: "
               f"benchmark_raw.csv")
     csv_path, md_path = write_report(rows, out_dir, header)
     print(header)
-    print(markdown_table(rows))
+    print(benchmark_table(rows))
     print(f"written: {csv_path}, {md_path} and {raw.path}")
     return rows
 

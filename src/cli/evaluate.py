@@ -38,9 +38,9 @@ from src.evaluation.predictions import (
     ensemble_probs,
     per_class_accuracy,
     predict_with_flip,
-    write_class_report,
 )
 from src.modules import ImageClassifier
+from src.reporting.class_report import write_class_report
 from src.runs.checkpoints import read_checkpoint
 from src.runs.preflight import default_precision
 

@@ -36,10 +36,10 @@ from src.callbacks.run_estimate import RunEstimate
 from src.callbacks.weight_averaging import build_weight_averaging
 from src.cli.boundary import option_strings, parse_error, run_command
 from src.cli.checkpoint_commands import CHECKPOINT_COMMANDS, run_checkpoint_command
-from src.cli.recipes import Recipes
 from src.cli.tuning import add_tuning_arguments, tune
 from src.cli.workflow_flags import add_workflow_arguments
 from src.core.errors import ConfigError, check_range, lookup
+from src.core.recipes import Recipes
 from src.core.settings import same_value, unused_settings
 from src.datamodules.base import ImageDataModule
 from src.modules import ImageClassifier

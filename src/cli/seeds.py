@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 from src.cli.boundary import OneLineArgumentParser, run_command
-from src.cli.recipes import Recipes
 from src.cli.sweep import split_extra_flags
 from src.core.errors import check_range
-from src.sweeps.report import markdown_table, seed_summary, write_csv
+from src.core.recipes import Recipes
+from src.reporting.tables import markdown_table, write_csv
+from src.sweeps.report import seed_summary
 from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import (
     ISOLATIONS,

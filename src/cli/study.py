@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from src.cli.boundary import OneLineArgumentParser, run_command
-from src.cli.recipes import Recipes
 from src.cli.sweep import split_extra_flags
 from src.core.errors import ConfigError
+from src.core.recipes import Recipes
 from src.studies.report import write_report
 from src.studies.runner import VariantResult, run_study
 from src.studies.study import BUDGETS, Study, Variant

@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 from src.cli.boundary import OneLineArgumentParser, run_command
-from src.cli.recipes import Recipes
 from src.core.errors import ConfigError, check_range
+from src.core.recipes import Recipes
 from src.sweeps.runner import Sweep, SweepReport, check_fresh_output
 from src.sweeps.spec import Budget, SweepSpec, load_spec
 from src.sweeps.trial import ISOLATIONS, params_to_flags

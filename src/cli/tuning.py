@@ -21,10 +21,10 @@ import yaml
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.tuner import Tuner
-from matplotlib.figure import Figure
 
 from src.core.errors import ConfigError, check_range, lookup
-from src.sweeps.report import write_csv
+from src.reporting.plots import plot_lr_curve
+from src.reporting.tables import write_csv
 
 BATCH_SIZE_MODES = ("power", "binsearch")
 LR_FINDER_BETA = 0.98  # smoothing of the range test's loss (Lightning's _LRCallback default)
@@ -201,22 +201,6 @@ def find_lr(trainer: Trainer, model: LightningModule, datamodule: LightningDataM
         print(f"Suggested learning rate: {suggestion:.3g} (range test {settings.min_lr:g} to "
               f"{settings.max_lr:g} over {len(lrs)} steps; curve: {plot_path})", flush=True)
     return float(suggestion)
-
-
-def plot_lr_curve(lrs: list[float], losses: list[float], suggestion: float,
-                  path: Path) -> Path:
-    """Smoothed training loss against learning rate (log axis), the suggestion marked."""
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.add_subplot()
-    axes.plot(lrs, losses)
-    axes.axvline(suggestion, color="tab:red", linestyle="--",
-                 label=f"suggestion {suggestion:.3g}")
-    axes.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)",
-             title="Learning-rate range test")
-    axes.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    return path
 
 
 def write_tuned_config(found: dict[str, Any], path: Path) -> Path:

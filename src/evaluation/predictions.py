@@ -4,10 +4,8 @@ test-time augmentation, ensembles, confusion matrices and per-class accuracy.
 Metrics come from torchmetrics; this module only gathers probabilities and writes files.
 """
 
-import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -16,7 +14,7 @@ from torchmetrics.functional.classification import (
     multiclass_confusion_matrix,
 )
 
-from src.reporting.plots import plot_confusion_matrix
+from src.modules.tta import flip_tta
 
 
 @dataclass
@@ -30,23 +28,6 @@ class Predictions:
     @property
     def tta_probs(self) -> torch.Tensor:
         return flip_tta(self.probs, self.flipped_probs)
-
-
-def flip_tta(probs: torch.Tensor, flipped_probs: torch.Tensor) -> torch.Tensor:
-    """Horizontal-flip test-time augmentation: the mean of the two probability vectors."""
-    return (probs + flipped_probs) / 2
-
-
-def mirror_averaged_probs(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                          logits: torch.Tensor) -> torch.Tensor:
-    """Flip TTA of one batch: [B, K] mean softmax of `images` [B, C, H, W] (whose `logits`
-    [B, K] are already computed) and of their mirror images.
-
-    Per-channel normalization commutes with a flip, so mirroring a normalized batch
-    equals mirroring the raw images.
-    """
-    return flip_tta(logits.float().softmax(dim=-1),
-                    forward(images.flip(-1)).float().softmax(dim=-1))
 
 
 def ensemble_probs(members: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -93,31 +74,3 @@ def predict_with_flip(classifier: L.LightningModule, datamodule: L.LightningData
     probs, flipped, labels = (torch.cat([batch[i].cpu() for batch in batches])
                               for i in range(3))
     return Predictions(probs=probs, flipped_probs=flipped, labels=labels)
-
-
-def write_class_report(confusion: torch.Tensor, class_accuracy: torch.Tensor,
-                       classes: Sequence[str], out_dir: Path, stem: str,
-                       title: str) -> list[Path]:
-    """Write <stem>_confusion.csv, <stem>_confusion.png and <stem>_per_class.csv.
-
-    confusion: [K, K] counts (row = true class); class_accuracy: [K].
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    confusion = confusion.detach().cpu().to(torch.int64)
-    class_accuracy = class_accuracy.detach().cpu()
-    confusion_csv = out_dir / f"{stem}_confusion.csv"
-    with open(confusion_csv, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["true \\ predicted", *classes])
-        for name, row in zip(classes, confusion.tolist(), strict=True):
-            writer.writerow([name, *row])
-    per_class_csv = out_dir / f"{stem}_per_class.csv"
-    with open(per_class_csv, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["class", "images", "correct", "accuracy"])
-        for k, name in enumerate(classes):
-            writer.writerow([name, int(confusion[k].sum()), int(confusion[k, k]),
-                             f"{float(class_accuracy[k]):.4f}"])
-    figure = plot_confusion_matrix(confusion, classes, out_dir / f"{stem}_confusion.png", title)
-    return [confusion_csv, per_class_csv, figure]

@@ -29,7 +29,6 @@ from src.core.settings import (
     specs,
     split_settings,
 )
-from src.evaluation.predictions import mirror_averaged_probs
 from src.modules.losses import (
     LossSettings,
     build_loss,
@@ -46,6 +45,7 @@ from src.modules.schedulers import (
     make_scheduler,
     validate_scheduler,
 )
+from src.modules.tta import mirror_averaged_probs
 from src.runs.checkpoints import CheckpointError, check_checkpoint_fits, read_checkpoint
 
 

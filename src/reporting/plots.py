@@ -1,4 +1,5 @@
-"""PNG figures of the research workflow: data, sanity checks, learning curves, evaluation.
+"""Every PNG figure of the project, in one module: data, sanity checks, learning curves,
+the LR range test, evaluation, and the studies' panels.
 
 Figures are built on `matplotlib.figure.Figure` directly, never through pyplot: no
 global figure state, no GUI backend (PNG files are rendered by Agg), safe in callbacks
@@ -7,6 +8,7 @@ and on machines without a display.
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -197,4 +199,81 @@ def plot_activation_stats(records: Sequence[Mapping[str, float | int | str]],
         hist_axes.set_ylabel("fraction of values")
         hist_axes.legend(fontsize=7)
     figure.suptitle("Activation and gradient statistics by layer")
+    return _save(figure, path)
+
+
+def plot_lr_curve(lrs: list[float], losses: list[float], suggestion: float,
+                  path: Path) -> Path:
+    """Smoothed training loss against learning rate (log axis), the suggestion marked."""
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(lrs, losses)
+    axes.axvline(suggestion, color="tab:red", linestyle="--",
+                 label=f"suggestion {suggestion:.3g}")
+    axes.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)",
+             title="Learning-rate range test")
+    axes.legend()
+    return _save(figure, path)
+
+
+@dataclass
+class Panel:
+    """One panel of a comparison figure: a line per series, or one bar per series."""
+
+    title: str
+    lines: list[tuple[str, list[tuple[float, float]]]] = field(default_factory=list)
+    bars: list[tuple[str, float]] = field(default_factory=list)
+    xlabel: str = ""
+    ylabel: str = ""
+    style: str = "-"
+    log_y: bool = False
+    integer_x: bool = False
+    top: float | None = None  # upper y limit (a diverging run leaves through the top)
+
+
+def _colour(index: int, count: int):
+    return colormaps["tab10"](index % 10) if count <= 10 else \
+        colormaps["viridis"](index / max(1, count - 1))
+
+
+def _draw_panel(axes, panel: Panel) -> None:
+    count = max(len(panel.lines), len(panel.bars))
+    for index, (label, points) in enumerate(panel.lines):
+        points = [(x, y) for x, y in points if math.isfinite(y)]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            axes.plot(xs, ys, panel.style, markersize=3, label=label,
+                      color=_colour(index, count))
+    if panel.bars:
+        labels, values = zip(*panel.bars, strict=True)
+        axes.bar(range(len(values)), values, color=[_colour(i, count) for i in range(count)])
+        axes.set_xticks(range(len(labels)))
+        axes.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    if panel.log_y:
+        axes.set_yscale("log")
+    if panel.top is not None:
+        axes.set_ylim(top=panel.top)
+    if panel.integer_x:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
+    axes.grid(alpha=0.3, axis="y" if panel.bars else "both")
+
+
+def plot_panels(panels: Sequence[Panel], title: str, path: Path) -> Path:
+    """Panels side by side (two rows beyond three), one legend for the whole figure."""
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(5.2 * columns, 4 * rows + 0.8), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    all_axes = [axes for row in grid for axes in row]
+    for axes, panel in zip(all_axes, panels, strict=False):
+        _draw_panel(axes, panel)
+    for axes in all_axes[len(panels):]:
+        axes.set_visible(False)
+    handles, labels = next((axes.get_legend_handles_labels() for axes in all_axes
+                            if axes.get_legend_handles_labels()[0]), ([], []))
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center",
+                      ncol=min(len(labels), 6), fontsize=8)
+    figure.suptitle(title)
     return _save(figure, path)

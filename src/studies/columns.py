@@ -60,6 +60,26 @@ def _init_stat(key: str, layer: int, digits: int = 3) -> Column:
     return column
 
 
+# What each column means, for the footnote under a table that shows it.
+COLUMN_NOTES: dict[str, str] = {
+    "best val acc": "validation accuracy of the best epoch, whose checkpoint is the one tested",
+    "test acc": "test accuracy of that best checkpoint (the test split is read once per run)",
+    "train acc": "training accuracy of the last epoch (training mode: dropout, augmentation)",
+    "val acc": "validation accuracy of the last epoch",
+    "gap": "train acc - val acc, last epoch: how much the run overfits",
+    "train loss": "training loss of the last epoch (mean over its batches)",
+    "val loss": "validation cross-entropy of the last epoch, whatever the training loss",
+    "epochs": "epochs trained (fewer than the budget when early stopping stopped the run)",
+    "steps": "optimizer steps trained",
+    "s/epoch": "median seconds of a training epoch",
+    "run s": "seconds of the whole run (start-up, data, training, test)",
+    "act std, first layer @init": "std of the first hidden layer's activations at step 0",
+    "act std, last layer @init": "std of the last hidden layer's activations at step 0",
+    "dead/saturated, last layer @init": "last hidden layer at step 0: share of ReLU units "
+                                        "dead for the whole batch, or of tanh/sigmoid values "
+                                        "saturated",
+}
+
 COLUMNS: dict[str, Column] = {
     "best val acc": lambda r: _fmt(r.trial.best_val_acc),
     "test acc": lambda r: _fmt(last(r, "test/acc")),

@@ -1,39 +1,19 @@
 """What a study leaves behind: results.md (question, command, budget, hardware, table,
 one sentence per variant, the plot), results.csv (the table) and results.png."""
 
-import platform
+import os
 import shlex
 from pathlib import Path
 
-import torch
-
-from src.cli.recipes import Recipes
-from src.studies.columns import column_value
-from src.studies.plots import plot_study
+from src.core.recipes import Recipes
+from src.reporting.hardware import hardware_line
+from src.reporting.tables import markdown_table, write_csv
+from src.studies.columns import COLUMN_NOTES, column_value
+from src.studies.panels import plot_study
 from src.studies.runner import VariantResult
 from src.studies.study import Study
-from src.sweeps.report import markdown_table, write_csv
 
 PLOT_FILE = "results.png"
-
-
-def hardware_line() -> str:
-    """The GPU's name, or the CPU's model and core count, and the torch version."""
-    if torch.cuda.is_available():
-        device = f"GPU {torch.cuda.get_device_name(0)}"
-    else:
-        device = f"CPU {cpu_model()} ({torch.get_num_threads()} threads)"
-    return f"{device}; torch {torch.__version__}"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def study_table(study: Study, results: list[VariantResult]) -> tuple[list[str], list[list]]:
@@ -50,6 +30,26 @@ def _variant_flags(result: VariantResult, budget: str, recipes: Recipes) -> str:
     return f"`{recipes.package}.{variant.base}` with {flags}" if variant.base else flags
 
 
+def portable_command(study: Study, recipes: Recipes, argv: list[str]) -> str:
+    """The study's command as anyone can run it: the data named by its environment
+    variable (`CIFAR10_DIR=path/to/cifar10`), never by this machine's folders."""
+    shown, skip = [], False
+    for index, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in ("--data.data_dir", "--out_dir") and index + 1 < len(argv):
+            skip = True
+            if arg == "--out_dir" and not Path(argv[index + 1]).is_absolute():
+                shown += [arg, argv[index + 1]]  # a folder of the project: keep it
+            continue
+        shown.append(arg)
+    while shown and shown[-1] == "--":
+        shown.pop()
+    folder = study.data_env.removesuffix("_DIR").lower()
+    return f"{study.data_env}=path/to/{folder} {recipes.command(study.name, *shown)}"
+
+
 def write_report(study: Study, recipes: Recipes, results: list[VariantResult], budget: str,
                  command: list[str], out_dir: Path, seconds: float) -> str:
     """Write results.md, results.csv and results.png into out_dir; return the markdown."""
@@ -57,19 +57,23 @@ def write_report(study: Study, recipes: Recipes, results: list[VariantResult], b
     write_csv(out_dir / "results.csv", headers, rows)
     plot_study(results, study.panels, study.title, out_dir / PLOT_FILE)
     base = recipes.command(study.base, *study.common_flags)
+    footnote = "; ".join(f"{name}: {COLUMN_NOTES[name]}" for name in study.columns
+                         if name in COLUMN_NOTES)
     notes = "\n".join(f"- **{r.variant.label}** ({_variant_flags(r, budget, recipes)})"
                       f"{': ' + r.variant.note if r.variant.note else ''}" for r in results)
     text = (
         f"# {study.title}\n\n"
         f"**Question.** {study.question}\n\n"
-        f"- Command: `{recipes.command(study.name, *command)}`\n"
+        f"- Command: `{portable_command(study, recipes, command)}`\n"
         f"- Budget: {budget}: {study.budgets[budget].description} "
         f"(`{shlex.join(study.budgets[budget].flags)}`)\n"
         f"- Every variant: `{base}`, then the variant's flags\n"
-        f"- Hardware: {hardware_line()}; {len(results)} runs in {seconds / 60:.1f} min\n\n"
+        f"- Hardware: {hardware_line()}; {len(results)} runs in {seconds / 60:.1f} min "
+        f"(load average {os.getloadavg()[0]:.1f} at the end: seconds are only comparable "
+        f"within one table)\n\n"
         + markdown_table(headers, rows)
-        + "\nbest val acc: the best epoch (its checkpoint is the one tested); train acc, "
-          "val acc, gap: the last epoch.\n\n"
+        + f"\n{footnote}; outcome: finished, diverged (the step where the loss or the weights "
+          f"stopped being finite) or failed.\n\n"
         + notes + f"\n\n![{study.title}]({PLOT_FILE})\n")
     (out_dir / "results.md").write_text(text)
     return text

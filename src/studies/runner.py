@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from src.cli.recipes import Recipes
+from src.core.recipes import Recipes
 from src.core.settings import unused_settings
 from src.modules.classifier import SETTING_GROUPS
 from src.studies.study import Study, Variant

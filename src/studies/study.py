@@ -37,8 +37,10 @@ class Study:
     budgets: dict[str, Budget]  # "quick" and "full"
     # Table columns after the variant's label (names in src/studies/columns.py).
     columns: tuple[str, ...] = ("best val acc", "test acc", "epochs", "run s")
-    # Plot panels (names in src/studies/plots.py).
+    # Plot panels (names in src/studies/panels.py).
     panels: tuple[str, ...] = ("train loss per step", "val acc per epoch")
+    # Where the runs find their data, as the report's command says (no machine's paths).
+    data_env: str = "CIFAR10_DIR"
 
     def own_flags(self, variant: Variant, budget: str) -> list[str]:
         """The flags of the budget and the variant (after the common flags)."""

@@ -1,31 +1,13 @@
 """Tables and files that sweeps and multi-seed runs leave behind: CSV, markdown, best config."""
 
-import csv
 import math
 import statistics
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from src.sweeps.run_metrics import MONITOR
 from src.sweeps.trial import TrialResult, format_flag_value
-
-
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_csv(path: Path, headers: list[str], rows: list[list[Any]]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(headers)
-        writer.writerows(rows)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from src.core.errors import ConfigError
+from src.reporting.tables import markdown_table, write_csv
 from src.sweeps.pruning import MedianPruner, add_to_history
-from src.sweeps.report import best_config_yaml, best_trial, markdown_table, trial_table, write_csv
+from src.sweeps.report import best_config_yaml, best_trial, trial_table
 from src.sweeps.run_metrics import MONITOR
 from src.sweeps.space import Range, grid, refine_around, sample, space_to_parameters
 from src.sweeps.spec import Budget, SweepSpec
