@@ -2,8 +2,9 @@
 
 Lightning's bar says "Epoch 3" without the number of epochs, and after a resume in the
 middle of an epoch it counts the batches done before the resume as done now, so its rate
-and ETA are wrong for that epoch. This bar says "Epoch 4/30" and starts such an epoch at
-the resumed batch (tqdm's `initial`), so the rate counts only the batches trained now.
+and ETA are wrong for that epoch. This bar says "Epoch 4/30", and when an epoch's first
+batch is not batch 0 (the epoch was resumed there), it starts counting there (tqdm's
+`initial`), so the rate covers only the batches trained now.
 """
 
 from typing import Any
@@ -13,13 +14,23 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 
 class RunProgressBar(TQDMProgressBar):
+    def __init__(self) -> None:
+        super().__init__()
+        self._first_batch_of_epoch = True
+
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
-        bar = self.train_progress_bar
         if trainer.max_epochs is not None and trainer.max_epochs > 0:
-            bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
-        # Batches of this epoch trained before a resume (0 at a normal epoch start).
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        if done > 0:
-            bar.initial = bar.n = done
-            bar.refresh()
+            self.train_progress_bar.set_description(
+                f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+        self._first_batch_of_epoch = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._first_batch_of_epoch:
+            self._first_batch_of_epoch = False
+            if batch_idx > 0:  # resumed at this batch: the ones before were not trained now
+                bar = self.train_progress_bar
+                bar.initial = bar.n = batch_idx
+                bar.start_t = bar._time()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
