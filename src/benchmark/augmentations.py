@@ -20,7 +20,7 @@ from torch import nn
 
 from src.core.clock import device_time
 from src.datamodules.augment import AugmentationPipeline, build_augmentation
-from src.datamodules.augment.base import to_float
+from src.datamodules.augment.base import KorniaAugmentation, to_float
 
 NUM_CLASSES = 10
 
@@ -116,8 +116,10 @@ def sides(name: str, size: int,
     augmentation = build_augmentation(name)
     registry = AugmentationPipeline([augmentation], NUM_CLASSES).to(device)
     module = type(augmentation)
-    found = {f"{name}: registry ({module.__module__.rsplit('.', 1)[-1]}.{module.__name__})":
-             registry}
+    runs = f"{module.__module__.rsplit('.', 1)[-1]}.{module.__name__}"
+    if isinstance(augmentation, KorniaAugmentation):
+        runs += f" = kornia {type(augmentation.kornia).__name__}"
+    found = {f"{name}: registry ({runs})": registry}
     kornia = kornia_side(name, augmentation, size)
     if kornia is not None:
         found[f"{name}: kornia {kornia_name(kornia.kornia)}"] = kornia.to(device)
