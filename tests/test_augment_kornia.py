@@ -11,10 +11,12 @@ import math
 
 import pytest
 import torch
+from kornia.augmentation import RandomErasing as KorniaRandomErasing
+from kornia.augmentation import auto
 from torchvision.transforms.v2 import functional as TF
 
 from src.datamodules.augment import build_augmentation
-from src.datamodules.augment.base import KorniaAugmentation
+from src.datamodules.augment.base import KorniaAugmentation, sample_boxes
 
 FOUR_SE = 4.0  # tolerance in standard errors: a false alarm about once in 16,000 seeds
 
@@ -68,3 +70,33 @@ def test_kornia_draws_on_the_batch_device():
     noise = build_augmentation("noise")
     out = noise(torch.full((8, 3, 32, 32), 0.5, device="cuda"))
     assert out.device.type == "cuda" and noise.kornia.device.type == "cuda"
+
+
+# -- kept: where kornia's distribution differs ------------------------------------------
+
+@pytest.mark.parametrize(("policy", "selections"), [
+    (auto.AutoAugment("cifar10"), 1), (auto.RandAugment(n=2, m=9), 2),
+    (auto.TrivialAugment(), 1)])
+def test_kornia_policies_draw_their_operations_once_per_batch(policy, selections):
+    # Ours (torchvision's policies, per image) give each image its own operations; kornia's
+    # picks one sub-policy (or n operations) per call and applies it to the whole batch.
+    torch.manual_seed(0)
+    images = torch.rand(32, 3, 32, 32)
+    for _ in range(3):
+        policy(images)
+        assert len(policy._params) == selections  # one choice shared by the 32 images
+
+
+def test_kornia_erasing_draws_aspect_ratios_unlike_torchvision():
+    # torchvision's RandomErasing (ours): log(h/w) uniform, up to 10 tries for a box
+    # strictly inside the image. kornia's: h/w uniform on [0.3, 1] or on [1, 3.3], half
+    # and half, one try. The ratios of the (rounded) boxes tell them apart.
+    torch.manual_seed(0)
+    n, scale, ratio = 20_000, (0.02, 0.33), (0.3, 3.3)
+    _, _, box_h, box_w, _ = sample_boxes(n, 32, 32, scale, (1 / ratio[1], 1 / ratio[0]),
+                                         torch.device("cpu"), must_be_smaller=True)
+    params = KorniaRandomErasing(scale=scale, ratio=ratio, p=1.0).forward_parameters(
+        (n, 3, 32, 32))
+    ours = (box_h / box_w).log()
+    kornia = (params["heights"] / params["widths"]).log()
+    assert ks_statistic(ours, kornia) > 3 * ks_critical(n, n)

@@ -69,6 +69,8 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return _hsv_to_rgb(torch.stack((hue, saturation, value), dim=1))
 
 
+# kept: 1.59x the images/s of kornia's ColorJitter(order=(0, 1, 2, 3)) (batch 512, 2 CPU cores,
+# torch's default 2 threads; 1.41x at 1 thread; benchmark --augmentations, 2026-12-01).
 class ColorJitter(BatchAugmentation):
     """Random brightness, contrast, saturation and hue, each image its own four factors.
 
@@ -117,6 +119,8 @@ class ColorJitter(BatchAugmentation):
         return restore_dtype(out, images.dtype)
 
 
+# kept: 2.07x the images/s of kornia's RandomGrayscale (batch 512, 2 CPU cores, torch's default 2
+# threads; 1.36x at 1 thread; benchmark --augmentations, 2026-12-01).
 class RandomGrayscale(BatchAugmentation):
     """Replace each image by its luminance (all channels) with probability `p`."""
 
@@ -133,6 +137,9 @@ class RandomGrayscale(BatchAugmentation):
         return restore_dtype(out, images.dtype)
 
 
+# kept: 2.65x the images/s of kornia's RandomRGBShift (batch 512, 2 CPU cores, torch's default 2
+# threads; 2.44x at 1 thread; benchmark --augmentations, 2026-12-01);
+# kornia's takes 3-channel images only.
 class RandomRGBShift(BatchAugmentation):
     """Add to each channel of each image its own offset ~ U(-shift, shift) (0..1 pixel
     units; 0.08 is about 20 of 255, albumentations' RGBShift default), probability `p`."""
@@ -159,9 +166,9 @@ class GaussianNoise(KorniaAugmentation):
     valid range (torchvision's `gaussian_noise(clip=True)`), applied to each image with
     probability `p`. The noise is drawn per pixel, so every image gets its own.
 
-    kornia's RandomGaussianNoise, plus the clip: it was 1.12x faster than torchvision's
-    gaussian_noise on the uint8 batch (uint8 -> float conversion included) at batch 512 on
-    2 CPU cores at torch's default 2 threads, though 0.85x at 1 thread (benchmark
+    kornia's RandomGaussianNoise, plus the clip: 1.09x and 1.12x the images/s of
+    torchvision's gaussian_noise on the uint8 batch, conversion to float included (batch
+    512, 2 CPU cores, torch's default 2 threads; 0.85x at 1 thread; benchmark
     --augmentations, 2026-12-01); same distribution (tests/test_augment_kornia.py)."""
 
     def __init__(self, sigma: float = 0.05, mean: float = 0.0, p: float = 1.0):
@@ -175,6 +182,8 @@ class GaussianNoise(KorniaAugmentation):
         return restore_dtype(super().forward(to_float(images)).clamp_(0, 1), images.dtype)
 
 
+# kept: 1.31x the images/s of kornia's RandomGaussianBlur (batch 512, 2 CPU cores, torch's default
+# 2 threads; 1.17x at 1 thread; benchmark --augmentations, 2026-12-01).
 class GaussianBlur(BatchAugmentation):
     """Blur each image with its own sigma ~ U(sigma) (pixels), a kernel_size x kernel_size
     Gaussian with reflected borders (torchvision's gaussian_blur), probability `p`."""
