@@ -7,7 +7,6 @@ are torchvision's (`adjust_brightness / contrast / saturation / hue`, `rgb_to_gr
 
 from collections.abc import Sequence
 
-import kornia.augmentation as KA
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
@@ -175,7 +174,10 @@ class GaussianNoise(KorniaAugmentation):
         check_range("sigma", sigma, 0.0)
         check_range("mean", mean, -1.0, 1.0)
         check_probability("p", p)
-        super().__init__(KA.RandomGaussianNoise(mean=float(mean), std=float(sigma), p=float(p)))
+        import kornia.augmentation  # here: its import takes a second, paid only when used
+
+        super().__init__(kornia.augmentation.RandomGaussianNoise(
+            mean=float(mean), std=float(sigma), p=float(p)))
         self.sigma, self.mean, self.p = float(sigma), float(mean), float(p)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
