@@ -21,9 +21,10 @@ AUTOAUGMENT_POLICIES = {
 }
 
 
-# kept for the distribution, not the speed: ours run at 0.14x, 0.04x and 0.04x the images/s
-# of kornia's AutoAugment, RandAugment and TrivialAugment (batch 512, 2 CPU cores, torch's
-# default 2 threads; 0.42x, 0.13x, 0.18x at 1 thread; benchmark --augmentations, 2026-12-01),
+# kept for the distribution, not the speed: ours run at 0.14x-0.22x, 0.04x-0.08x and
+# 0.04x-0.05x the images/s of kornia's AutoAugment, RandAugment and TrivialAugment in 2 runs
+# (batch 512, 2 CPU cores, torch's default 2 threads; 0.42x, 0.13x, 0.18x at 1 thread;
+# benchmark --augmentations, 2026-12-01),
 # but kornia's pick one sub-policy (RandAugment: one set of num_ops operations) per call for
 # the whole batch (tests/test_augment_kornia.py), and their magnitudes are not torchvision's:
 # RandAugment m=9 sets brightness to 0.64 for every image (torchvision: 1 +- 0.27, random
