@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from experiments import RECIPES, benchmark
+from src.benchmark import augmentations as augment_speed
 from src.benchmark import classic_loop, timing
 from src.benchmark.classic_loop import ClassicData, ClassicRecipe, train_classic
 from src.benchmark.interleave import RawLog, interleave
@@ -144,6 +145,44 @@ def test_throughput_interleaves_paths_and_reports_medians_and_pair_ratios(tmp_pa
     assert "| mlp | classic path |" in capsys.readouterr().out
 
 
+def test_augmentations_interleave_registry_and_kornia_and_report_pair_ratios(tmp_path):
+    rows = benchmark.main(["--augmentations", "crop", "mixup", "cutout", "--batch_size", "8",
+                           "--augment_steps", "2", "--warmup_steps", "1", "--repeats", "3",
+                           "--device", "cpu", "--out_dir", str(tmp_path)])
+    assert [row["setup"] for row in rows] == [
+        "crop: registry (geometric.RandomCropWithPadding)", "crop: kornia RandomCrop",
+        "mixup: registry (mix.MixUp)", "mixup: kornia RandomMixUpV2",
+        "cutout: registry (erase.Cutout)"]
+    for name, (ours, kornia) in (("crop", rows[:2]), ("mixup", rows[2:4])):
+        measured = raw_values(tmp_path / "benchmark_raw.csv", "augmentations", name,
+                              "images_per_s")
+        assert [(setup, repeat) for setup, repeat, _ in measured] == [
+            (setup, repeat) for repeat in range(3) for setup in (ours["setup"], kornia["setup"])]
+        speeds = {setup: [value for name, _, value in measured if name == setup]
+                  for setup in (ours["setup"], kornia["setup"])}
+        for row in (ours, kornia):
+            assert (row["section"], row["batch_size"], row["runs"]) == ("augmentations", 8, 3)
+            assert row["images_per_s"] == pytest.approx(statistics.median(speeds[row["setup"]]))
+        ratios = pair_ratios(speeds[ours["setup"]], speeds[kornia["setup"]])
+        assert ours["ratio"] == pytest.approx(statistics.median(ratios))
+        assert ours["ratio_unit"] == "x kornia" and "ratio" not in kornia
+        assert "conversion timed on this side" in kornia["note"]
+    assert "ratio" not in rows[4] and "kornia has no equivalent" in rows[4]["note"]
+    header = (tmp_path / "benchmark.md").read_text().splitlines()[0]
+    assert "median [min, max] over 3 interleaved runs" in header
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_kornia_mixing_side_returns_soft_targets_like_ours(name):
+    torch.manual_seed(0)
+    images, labels = augment_speed.batch(16, 32, torch.device("cpu"))
+    side = augment_speed.kornia_side(name, build_augmentations([name], 10).augmentations[0], 32)
+    out, targets = side(images, labels)
+    assert out.dtype == torch.float32 and targets.shape == (16, augment_speed.NUM_CLASSES)
+    assert torch.allclose(targets.sum(dim=1), torch.ones(16))
+    assert (targets[torch.arange(16), labels] > 0).all()  # each keeps a share of its own
+
+
 @pytest.mark.slow
 def test_overhead_and_time_to_accuracy_over_seeds(image_folder, tmp_path):
     # The tiny folder stands in for CIFAR-10; a 30% target on 4 classes is within reach.
@@ -199,6 +238,10 @@ def test_overhead_and_time_to_accuracy_over_seeds(image_folder, tmp_path):
     (["--cpu_resnet18", "--time_to_52"], "--cpu_resnet18 runs its own sections alone; "
                                          "drop --time_to_52"),
     (["--gpu_suite_part", "2"], "--gpu_suite_part goes with --gpu_suite"),
+    (["--augmentations", "--no_overhead"], "--augmentations runs its own sections alone; "
+                                           "drop --no_overhead"),
+    (["--augmentations", "cropp"], "argument --augmentations: invalid choice: 'cropp'"),
+    (["--augmentations", "crop", "--augment_steps", "0"], "--augment_steps=0 is out of range"),
     (["--data-dir", "{tmp}"], "unknown flag --data-dir; did you mean --data.data_dir?"),
 ])
 def test_bad_input_ends_in_one_line_before_anything_runs(flags, message, tmp_path, capsys,

@@ -4,6 +4,7 @@
     python -m experiments.benchmark --time_to_52 --data.data_dir $CIFAR10_DIR    # real data
     python -m experiments.benchmark --cpu_resnet18 --data.data_dir $CIFAR10_DIR  # hours
     python -m experiments.benchmark --gpu_suite --data.data_dir $CIFAR10_DIR     # GPU
+    python -m experiments.benchmark --augmentations [NAME ...]                  # vs kornia
 
 Sections (rows of one table, printed, and written to <out_dir>/benchmark.csv and .md;
 every raw value measured to <out_dir>/benchmark_raw.csv, as it is measured):
@@ -25,6 +26,11 @@ every raw value measured to <out_dir>/benchmark_raw.csv, as it is measured):
   checkpoint by validation) and by the plain loop of the common CIFAR repositories
   (torchvision-style Dataset of PIL images, per-image transforms in --loop_workers
   DataLoader workers, best weights by validation tested once); ratio = speed-up of ours.
+- --augmentations [NAME ...] (alone; no names: every one): images/s of each augmentation
+  of the registry (default parameters) and of kornia's batched equivalent, on the same
+  batch of uint8 CIFAR-shaped images (--batch_size, default 512) on --device, each side
+  timed over --augment_steps batches; kornia's side includes its uint8 -> float
+  conversion. ratio = registry / kornia.
 - --gpu_suite (alone, CUDA, the whole CIFAR-10): part 1 = throughput, overhead and time
   to 94%; --gpu_suite_part 2 = the 5-minute recipe (--recipe_5min) through the entry point.
 
@@ -56,6 +62,7 @@ from src.cli.benchmark_sections import SECTIONS, run_folder
 from src.cli.boundary import OneLineArgumentParser, run_command
 from src.core.errors import ConfigError, DataError, check_range
 from src.core.recipes import Recipes
+from src.datamodules.augment import AUGMENTATIONS
 from src.datamodules.sources import check_folder_layout, list_image_files
 from src.reporting.hardware import hardware_line
 from src.runs.preflight import check_accelerator, default_precision
@@ -65,7 +72,7 @@ MODELS = tuple(runs.ENTRY_POINTS)
 CIFAR10_IMAGES = {"train": 50_000, "test": 10_000}
 # Flags that pick sections; a mode (--cpu_resnet18, --gpu_suite) picks its own.
 SECTION_FLAGS = ("no_throughput", "no_overhead", "time_to_52", "time_to_94")
-MODES = ("cpu_resnet18", "gpu_suite")
+MODES = ("cpu_resnet18", "gpu_suite", "augmentations")
 # Sections on the real CIFAR-10: section -> (model, flag naming its recipe).
 REAL_DATA = {"time_to_52": ("mlp", "recipe_52"), "time_to_94": ("resnet18", "recipe_94"),
              "cpu_resnet18": ("resnet18", "recipe_cpu"), "five_min": ("resnet18", "recipe_5min")}
@@ -121,6 +128,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--gpu_suite_part", type=int, choices=[1, 2], default=None,
         help="1 (default): throughput, overhead, time to 94%%; 2: the 5-minute recipe")
     add("--recipe_5min", default="cifar_resnet18_5min.yaml")
+    add("--augmentations", nargs="*", default=None, choices=list(AUGMENTATIONS),
+        metavar="NAME",
+        help="images/s of these augmentations (none named: all) and of kornia's "
+             "equivalents (alone)")
+    add("--augment_steps", type=int, default=10,
+        help="timed batches of every augmentation run")
     add("--max_epochs", type=int, default=None,
         help="epochs of the recipes trained to an accuracy (default: each recipe's)")
     add("--seeds", type=int, default=3, help="seeds of the sections that train to an accuracy")
@@ -133,7 +146,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="torch CPU threads (default: torch's); 1 is fastest on a CPU shared with "
              "other jobs")
     add("--out_dir", default="runs/benchmark")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.augmentations == []:  # the flag alone: every augmentation
+        args.augmentations = list(AUGMENTATIONS)
+    return args
 
 
 def sections(args: argparse.Namespace) -> list[str]:
@@ -143,6 +159,8 @@ def sections(args: argparse.Namespace) -> list[str]:
             ["throughput", "overhead", "time_to_94"]
     if args.cpu_resnet18:
         return ["cpu_resnet18"]
+    if args.augmentations:
+        return ["augmentations"]
     chosen = [name for name, off in (("throughput", args.no_throughput),
                                      ("overhead", args.no_overhead)) if not off]
     return chosen + [name for name in ("time_to_52", "time_to_94") if getattr(args, name)]
@@ -194,7 +212,7 @@ def parse_device(name: str) -> torch.device:
 def check_flags(args: argparse.Namespace) -> None:
     for flag in ("warmup_steps", "first_seed", "loop_workers"):
         check_range(f"--{flag}", getattr(args, flag), 0)
-    for flag in ("steps", "repeats", "seeds", "seed_max_epochs"):
+    for flag in ("steps", "repeats", "seeds", "seed_max_epochs", "augment_steps"):
         check_range(f"--{flag}", getattr(args, flag), 1)
     check_range("--train_images", args.train_images, 2)
     check_range("--target_52", args.target_52, 0.0, 1.0, low_inclusive=False)
@@ -286,9 +304,10 @@ def run(argv: list[str], recipes: Recipes) -> list[dict[str, Any]]:
         for name in chosen:
             rows += SECTIONS[name](args, raw)
     how = []
-    if {"throughput", "overhead"} & set(chosen):
+    timings = {"throughput", "overhead", "augmentations"}
+    if timings & set(chosen):
         how.append(f"timings: median [min, max] over {args.repeats} interleaved runs")
-    if set(chosen) - {"throughput", "overhead"}:
+    if set(chosen) - timings:
         how.append(f"training runs: each of {args.seeds} seeds, then mean ± std")
     header = (f"Benchmark on {hardware_line()}, lightning {L.__version__}; "
               f"`{recipes.command('benchmark', *argv)}`; {'; '.join(how)}; every raw value: "

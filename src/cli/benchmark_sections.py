@@ -14,12 +14,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from src.benchmark import augmentations as augment_speed
 from src.benchmark.interleave import Measurement, RawLog, interleave
 from src.benchmark.seed_baseline import SEED_BATCH_SIZE, SEED_WIDTHS
 from src.benchmark.stats import mean_std, median_range, pair_ratios
 from src.cli import benchmark_runs as runs
 
 EPOCH_IMAGES = 50_000
+AUGMENT_BATCH = 512  # the augmentations section's batch when --batch_size is not given
+AUGMENT_IMAGE_SIZE = 32  # CIFAR's side
 Row = dict[str, Any]
 
 
@@ -107,6 +112,37 @@ def overhead_rows(args: argparse.Namespace, raw: RawLog) -> list[Row]:
         # plain / Lightning speed = Lightning / plain time per step.
         extra = [100 * (ratio - 1) for ratio in pair_ratios(speeds[plain], speeds[lightning])]
         by_setup[lightning].update(ratio_cells(extra, "% time per step"))
+        rows += by_setup.values()
+    return rows
+
+
+def augmentation_rows(args: argparse.Namespace, raw: RawLog) -> list[Row]:
+    """Images/s of each chosen registry augmentation (default parameters) and of kornia's
+    equivalent on the same uint8 batch, interleaved; ratio: registry / kornia, per pair."""
+    device = torch.device(args.device)
+    batch_size = args.batch_size or AUGMENT_BATCH
+    images, labels = augment_speed.batch(batch_size, AUGMENT_IMAGE_SIZE, device)
+    note = f"{args.augment_steps} batches after {args.warmup_steps} warm-up"
+    rows = []
+    for name in args.augmentations:
+        found = augment_speed.sides(name, AUGMENT_IMAGE_SIZE, device)
+        measured = interleave(
+            {setup: (lambda seed, augment=augment: {
+                "images_per_s": augment_speed.images_per_second(
+                    augment, images, labels, args.warmup_steps, args.augment_steps, device)})
+             for setup, augment in found.items()},
+            [0] * args.repeats, raw, "augmentations", name)
+        speeds = {setup: values_of(values, "images_per_s") for setup, values in measured.items()}
+        by_setup = speed_rows(args, "augmentations", None, batch_size, speeds)
+        registry, *kornia = speeds
+        for setup, row in by_setup.items():
+            row.update(precision=None, note=note if setup == registry else
+                       f"{note}; uint8 -> float conversion timed on this side")
+        if kornia:
+            by_setup[registry].update(ratio_cells(
+                pair_ratios(speeds[registry], speeds[kornia[0]]), "x kornia"))
+        else:
+            by_setup[registry]["note"] += "; kornia has no equivalent"
         rows += by_setup.values()
     return rows
 
@@ -233,4 +269,5 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, RawLog], list[Row]]] = {
     "time_to_94": time_to_94_rows,
     "cpu_resnet18": cpu_resnet18_rows,
     "five_min": five_min_rows,
+    "augmentations": augmentation_rows,
 }

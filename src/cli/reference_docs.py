@@ -6,7 +6,8 @@
 - model_settings.md: every `--model.*` setting, from the settings groups of
   `ImageClassifier` (type, default, range, the choice it belongs to, help);
 - augmentations.md: every name of `--data.augment`, from the augmentation registry
-  (parameters and defaults, and the first line of each class's docstring).
+  (parameters and defaults, the first paragraph of each class's docstring, and whose
+  code runs it).
 
 A test checks that the committed pages equal what this writes, so they cannot drift.
 """
@@ -14,8 +15,12 @@ A test checks that the committed pages equal what this writes, so they cannot dr
 import inspect
 from pathlib import Path
 
+from torch import nn
+
 from src.core.settings import reference_table
-from src.datamodules.augment import AUGMENTATIONS, parameter_defaults
+from src.datamodules.augment import AUGMENTATIONS, build_augmentation, parameter_defaults
+from src.datamodules.augment.base import KorniaAugmentation
+from src.datamodules.augment.policy import PerImagePolicy
 from src.modules.classifier import SETTING_GROUPS
 
 GENERATED = "<!-- Written by `python -m experiments.reference_docs`; do not edit by hand. -->"
@@ -34,6 +39,16 @@ def model_settings_page() -> str:
     return "\n".join(sections)
 
 
+def implementation(augmentation: nn.Module) -> str:
+    """Whose code runs an augmentation: kornia's module, torchvision's policy per image, or
+    ours (why each of ours is kept: the comment next to its class)."""
+    if isinstance(augmentation, KorniaAugmentation):
+        return f"kornia `{type(augmentation.kornia).__name__}`"
+    if isinstance(augmentation, PerImagePolicy):
+        return f"torchvision `{type(augmentation.transform).__name__}`, per image"
+    return "ours, batched"
+
+
 def augmentations_page() -> str:
     lines = [
         GENERATED, "", "# Augmentations (`--data.augment`)", "",
@@ -41,12 +56,13 @@ def augmentations_page() -> str:
         "`{name: ..., <param>: value}`, e.g. `--data.augment '[crop, flip, {name: cutout, "
         "size: 8}]'`. Training batches only; pixel values in 0..1 units; every image its own "
         "random draw.", "",
-        "| name | parameters (defaults) | what it does |", "| --- | --- | --- |"]
+        "| name | parameters (defaults) | what it does | runs |", "| --- | --- | --- | --- |"]
     for name, builder in AUGMENTATIONS.items():
         params = ", ".join(f"`{key}={value!r}`"
                            for key, value in parameter_defaults(name).items())
         summary = (inspect.getdoc(builder) or "").split("\n\n")[0].replace("\n", " ")
-        lines.append(f"| `{name}` | {params or '-'} | {summary.replace('|', '/')} |")
+        lines.append(f"| `{name}` | {params or '-'} | {summary.replace('|', '/')} | "
+                     f"{implementation(build_augmentation(name))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -70,8 +70,8 @@ PER_IMAGE_TRANSFORMS: dict[type[nn.Module], Callable[[nn.Module, int], v2.Transf
     GaussianBlur: lambda a, size: _maybe(v2.GaussianBlur(a.kernel_size, a.sigma), a.p),
     RandomErasing: lambda a, size: v2.RandomErasing(a.p, a.scale, a.ratio, value=a.value),
 }
-# Need float 0..1 images in torchvision (our batch versions also take uint8).
-FLOAT_ONLY = (GaussianNoise, RandomErasing)
+# Need float 0..1 images in torchvision (our batch version also takes uint8).
+FLOAT_ONLY = (RandomErasing,)
 
 
 def supported_names() -> list[str]:

@@ -21,6 +21,26 @@ class BatchAugmentation(nn.Module):
     computes_in_float: bool = False
 
 
+class KorniaAugmentation(BatchAugmentation):
+    """A kornia augmentation behind a registry name: the adapter class checks and keeps
+    our parameters (names, defaults, ranges), builds kornia's module from them, and keeps
+    the pipeline's contract: float 0..1 arithmetic (`computes_in_float`), the dtype it was
+    given back, one draw per image, and draws from torch's generator of the batch's device
+    (kornia draws on the CPU unless told otherwise)."""
+
+    computes_in_float = True
+
+    def __init__(self, augmentation: nn.Module):
+        super().__init__()
+        self.kornia = augmentation
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.kornia.device != images.device:
+            self.kornia.set_rng_device_and_dtype(images.device, torch.float32)
+        out = self.kornia(to_float(images))
+        return restore_dtype(out, images.dtype)
+
+
 class LabelMixing(nn.Module):
     """An augmentation that mixes images of the batch, and their targets with them.
 

@@ -26,6 +26,11 @@ def fill_boxes(images: torch.Tensor, mask: torch.Tensor, value: float) -> torch.
     return images.masked_fill(mask, fill)
 
 
+# kept for its distribution: kornia's RandomErasing draws h/w uniformly on [r0, 1] or on
+# [1, r1] (half and half, one try, the box may fill the image) where torchvision draws
+# log(h/w) uniformly (tests/test_augment_kornia.py). Speed alone would not decide: 0.86x,
+# 1.13x and 1.48x kornia's images/s in 3 runs at batch 512 on 2 CPU cores at torch's
+# default 2 threads, 2.05x and 2.25x at 1 thread (benchmark --augmentations, 2026-12-01).
 class RandomErasing(BatchAugmentation):
     """Erase one random box per image with probability `p`: torchvision's RandomErasing
     box rule (area fraction ~ U(scale), aspect ratio h/w ~ log-U(ratio), box strictly
@@ -52,6 +57,7 @@ class RandomErasing(BatchAugmentation):
         return fill_boxes(images, mask, self.value)
 
 
+# kept: kornia has no cutout (a fixed-size square at a uniform centre).
 class Cutout(BatchAugmentation):
     """Cutout (DeVries & Taylor 2017): erase a size x size square centered at a uniformly
     random pixel of each image (clipped at the borders), with probability `p`."""

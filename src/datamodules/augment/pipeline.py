@@ -9,11 +9,13 @@ They run in `ImageDataModule.on_after_batch_transfer`, on the device, for the wh
 at once, each image with its own random draw from torch's global generator of the batch's
 device (seeded by `seed_everything`). The policy augmentations (autoaugment, randaugment,
 trivialaugment) are the exception: torchvision draws once per call, so they loop over the
-images (slower). Label-mixing ones (mixup, cutmix, mosaic) turn the integer labels [B]
-into soft targets [B, num_classes].
+images (slower). `noise` runs kornia's RandomGaussianNoise (`KorniaAugmentation`); the
+others are our own code, each kept for a measured reason said next to it (issue 11,
+`python -m experiments.benchmark --augmentations`). Label-mixing ones (mixup, cutmix,
+mosaic) turn the integer labels [B] into soft targets [B, num_classes].
 
 Dtype: batches arrive as uint8 (0..255). Pure pixel moves (crop, flip, erasing, cutout,
-cutmix, mosaic, noise, the policies) keep uint8; the pipeline converts to float (0..1)
+cutmix, mosaic, the policies) keep uint8; the pipeline converts to float (0..1)
 once, just before the first augmentation that needs float arithmetic, and the batch stays
 float from there on. Normalization, after the augmentations, accepts either.
 """

@@ -21,6 +21,15 @@ AUTOAUGMENT_POLICIES = {
 }
 
 
+# kept for the distribution, not the speed: ours run at 0.14x-0.22x, 0.04x-0.08x and
+# 0.04x-0.05x the images/s of kornia's AutoAugment, RandAugment and TrivialAugment in 2 runs
+# (batch 512, 2 CPU cores, torch's default 2 threads; 0.42x, 0.13x, 0.18x at 1 thread;
+# benchmark --augmentations, 2026-12-01),
+# but kornia's pick one sub-policy (RandAugment: one set of num_ops operations) per call for
+# the whole batch (tests/test_augment_kornia.py), and their magnitudes are not torchvision's:
+# RandAugment m=9 sets brightness to 0.64 for every image (torchvision: 1 +- 0.27, random
+# sign) and shears 16.2 degrees (torchvision: atan(0.09) = 5.1); kornia's TrivialAugment has
+# the original ranges (rotate +-30 degrees), not TrivialAugment Wide's (+-135).
 class PerImagePolicy(BatchAugmentation):
     """Apply a torchvision transform to each image of the batch separately."""
 
