@@ -1,6 +1,7 @@
 """Runs that cannot mean anything are refused before they start, one run at a time per run
 directory, moved runs resume where they are, and nothing of a failed start stays behind."""
 
+import math
 import os
 import shutil
 import signal
@@ -210,12 +211,18 @@ def test_ctrl_c_is_answered_while_the_main_thread_is_busy(capsys):
     previous = signal.signal(signal.SIGINT, lambda *args: None)  # the deferred handler
     # Orthogonal: its powers keep unit scale (no overflow, no slow denormal numbers).
     matrix = torch.linalg.qr(torch.randn(1500, 1500)).Q
+    # Size the busy call to about 1.5 s on this machine: a fixed count of squarings took
+    # 0.46 s on a faster CI machine, too short to tell "during" from "after".
+    calibration_start = time.monotonic()
+    torch.linalg.matrix_power(matrix, 2 ** 4)  # 4 squarings
+    seconds_per_squaring = (time.monotonic() - calibration_start) / 4
+    squarings = min(62, max(8, math.ceil(1.5 / seconds_per_squaring)))  # 2**62 fits int64
     notice.start()
     try:
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
         started = time.monotonic()
         # One long C++ call, like a training step: Python's own handler waits for its end.
-        torch.linalg.matrix_power(matrix, 2 ** 14)  # 14 squarings of a 1500 x 1500 matrix
+        torch.linalg.matrix_power(matrix, 2 ** squarings)
         busy_until = time.monotonic()
     finally:
         notice.stop()
