@@ -1,6 +1,7 @@
 """Runs that cannot mean anything are refused before they start, one run at a time per run
 directory, moved runs resume where they are, and nothing of a failed start stays behind."""
 
+import importlib
 import math
 import os
 import shutil
@@ -53,6 +54,28 @@ def test_command_line_mistakes_are_one_line(capsys, image_folder, tmp_path, flag
                                       str(tmp_path), *flags))
     assert err.startswith(expected)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("module", "flags", "expected"), [
+    ("evaluate", [], "error: missing checkpoints (see python -m experiments.evaluate --help)"),
+    ("evaluate", ["run.ckpt", "--data.batch_sizee", "3"],
+     "error: unknown flag --data.batch_sizee; did you mean --data.batch_size?"),
+    ("explore_data", ["--samples_per_class", "many"],
+     "error: --samples_per_class: Expected a int. Got value: many"),
+    ("explore_data", ["--config", "no_such_file.yaml"], "error: --config: File does not exist"),
+    ("seeds", ["--base", "cifar_mlp", "--seedz", "3"], "error: unknown flag --seedz; did you mean --seeds?"),
+    ("sweep", ["spec.yaml", "--max_trialz", "3"],
+     "error: unknown flag --max_trialz; did you mean --max_trials?"),
+    ("study_optimizer", ["--budget", "huge"], "error: argument --budget: invalid choice"),
+])
+def test_every_command_reports_parse_mistakes_in_one_line(capsys, module, flags, expected):
+    command = importlib.import_module(f"experiments.{module}")
+    with pytest.raises(SystemExit) as exit_:
+        command.main(flags)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "usage:" not in err and "Traceback" not in err
+    assert err.startswith(expected)
 
 
 @pytest.mark.parametrize(("flags", "expected"), [

@@ -78,7 +78,9 @@ def parse_error(message: str, flags: Iterable[str], command: str) -> ConfigError
     missing = re.match(r"the following arguments are required: (.+)", text)
     if missing:
         names = [name.strip().lstrip("-") for name in missing.group(1).split(",")]
-        return ConfigError(f"missing {', '.join('--' + name for name in names)} {hint}")
+        known = set(flags)  # a name that is no flag is a positional argument
+        shown = [f"--{name}" if f"--{name}" in known else name for name in names]
+        return ConfigError(f"missing {', '.join(shown)} {hint}")
     key = re.match(r'Parser key "([^"]+)":\s*(.*)', text, re.DOTALL)
     if key:
         name, detail = key.groups()
@@ -109,3 +111,12 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise parse_error(message, option_strings(self), self.prog)
+
+
+def parse_in_one_line(parser, argv: list[str] | None):
+    """jsonargparse's parse_args for a parser built with exit_on_error=False: its
+    ArgumentError becomes the same one `error:` line as OneLineArgumentParser's."""
+    try:
+        return parser.parse_args(argv)
+    except Exception as error:  # jsonargparse's ArgumentError and its subclasses
+        raise parse_error(str(error), option_strings(parser), parser.prog) from None

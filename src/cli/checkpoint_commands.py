@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from src.cli.boundary import option_strings, parse_error
+from src.cli.boundary import parse_in_one_line
 from src.cli.evaluate import check_fits, saved_data_settings, selection_note
 from src.core.errors import ConfigError, DataError
 from src.datamodules.base import ImageDataModule
@@ -59,10 +59,7 @@ def parse(parser: ArgumentParser, argv: list[str], defaults: dict[str, Any] | No
           ) -> Namespace:
     if defaults:
         parser.set_defaults(defaults)
-    try:
-        return parser.parse_args(argv)
-    except Exception as error:  # jsonargparse's ArgumentError (exit_on_error=False)
-        raise parse_error(str(error), option_strings(parser), parser.prog) from None
+    return parse_in_one_line(parser, argv)
 
 
 def checkpoint_path_in(argv: list[str]) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from src.cli.boundary import run_command
+from src.cli.boundary import parse_in_one_line, run_command
 from src.cli.data_flags import add_data_arguments, build_datamodule
 from src.core.errors import DataError
 from src.datamodules.base import ImageDataModule
@@ -64,7 +64,7 @@ class Evaluation:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m experiments.evaluate",
+    parser = ArgumentParser(prog="python -m experiments.evaluate", exit_on_error=False,
                             description=__doc__.splitlines()[0])
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("checkpoints", nargs="+", type=str,
@@ -162,11 +162,11 @@ def _result(name: str, checkpoint: str | None, selected_at: str,
 
 def evaluate(args: list[str] | None = None) -> Evaluation:
     parser = build_parser()
-    paths = parser.parse_args(args).checkpoints
+    paths = parse_in_one_line(parser, args).checkpoints
     checkpoints = [read_checkpoint(path) for path in paths]
     # Parse again with the first checkpoint's data settings as defaults under the flags.
     parser.set_defaults(saved_data_settings(checkpoints[0]))
-    config = parser.parse_args(args)
+    config = parse_in_one_line(parser, args)
     if config.dataset is None:
         raise DataError(f"{paths[0]} does not say which data set it was trained on; "
                         f"pass --dataset")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from src.cli.boundary import run_command
+from src.cli.boundary import parse_in_one_line, run_command
 from src.cli.data_flags import add_data_arguments, build_datamodule
 from src.core.errors import check_range
 from src.datamodules.summary import DataSummary, summarize, to_markdown
@@ -23,7 +23,7 @@ from src.reporting.plots import plot_class_histogram, plot_sample_grid
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m experiments.explore_data",
+    parser = ArgumentParser(prog="python -m experiments.explore_data", exit_on_error=False,
                             description=__doc__.splitlines()[0])
     parser.add_argument("--config", action=ActionConfigFile)
     add_data_arguments(parser, default_dataset="cifar10")
@@ -35,7 +35,7 @@ def build_parser() -> ArgumentParser:
 
 
 def explore(args: list[str] | None = None) -> DataSummary:
-    config = build_parser().parse_args(args)
+    config = parse_in_one_line(build_parser(), args)
     check_range("samples_per_class", config.samples_per_class, 1)
     datamodule = build_datamodule(config)
     datamodule.prepare_data()
