@@ -265,16 +265,6 @@ def test_cli_corrupt_image(small_folder, tmp_path):
     assert f"cannot decode image {bad}" in line
 
 
-def test_cli_gpu_requested_where_none_exists(image_folder, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    out_dir = tmp_path / "run"
-    result = run_entry_point("experiments.cifar_mlp",
-                             run_args(image_folder, out_dir, "--trainer.accelerator", "gpu"))
-    line = assert_clean_failure(result, out_dir)
-    assert "asks for a GPU, but PyTorch sees none" in line
-
-
 def test_cli_unknown_flag(image_folder, tmp_path):
     # jsonargparse prints its usage, then the error line, and exits with 2.
     out_dir = tmp_path / "run"

@@ -180,16 +180,16 @@ def test_print_config_shows_the_recipe(module, in_a_process_of_its_own, capsys):
     assert {"checkpoint", "early_stopping", "lr_monitor", "wandb", "data"} <= set(config)
 
 
-def test_bad_name_gives_one_line_and_exit_2_without_traceback(image_folder, tmp_path):
+def test_bad_name_gives_one_line_and_exit_2_without_traceback(image_folder, tmp_path, capsys):
+    # In this process; tests/test_bad_input.py runs the same kind of mistake as a command.
     root = tmp_path / "runs"
-    process = subprocess.run(
-        [sys.executable, "-m", "experiments.cifar_mlp", "--model.norm", "bathc",
-         "--data.data_dir", str(image_folder), "--trainer.default_root_dir", str(root)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert process.returncode == 2
-    assert "Traceback" not in process.stderr
-    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    with pytest.raises(SystemExit) as exit_:
+        cifar_mlp.main(["--model.norm", "bathc", "--data.data_dir", str(image_folder),
+                        "--trainer.default_root_dir", str(root)])
+    assert exit_.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: unknown norm 'bathc'; "
                       "choose one of: batch, group, instance, layer, none"]
     assert not root.exists()
