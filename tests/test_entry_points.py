@@ -2,7 +2,6 @@
 
 import csv
 import importlib
-import os
 import subprocess
 import sys
 from pathlib import Path
