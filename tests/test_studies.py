@@ -12,6 +12,7 @@ from conftest import write_image_folder
 from experiments import RECIPES
 from src.cli import study as cli
 from src.modules import ImageClassifier
+from src.studies.runner import model_values
 from src.studies.study import Budget, Study, Variant
 from tests.checks import (
     best_checkpoint,
@@ -37,7 +38,7 @@ STUDIES = {
     "study_regularization": ["+ more data", "all together"],
     "study_data_normalization": ["none (0..255)", "standardize (train mean/std)"],
     "study_loss": ["cross-entropy", "MSE"],
-    "fashion_mnist_homework": ["baseline", "+ one-cycle, batch 128 (everything)"],
+    "fashion_mnist_homework": ["baseline", "+ widths 512-256, lr 4e-3 (everything)"],
 }
 
 
@@ -94,8 +95,9 @@ def test_study_runs_its_variants_and_writes_table_and_plot(name, image_folder, g
         config = yaml.safe_load(next(result.trial.run_dir.rglob("config.yaml")).read_text())
         assert config["wandb"]["name"] == result.variant.label
         assert config["wandb"]["group"] == out.name
-        for flag, value in zip(result.variant.flags[::2], result.variant.flags[1::2],
-                               strict=True):
+        # A later step may set a flag again (the homework's lr): the last value wins.
+        final = dict(zip(result.variant.flags[::2], result.variant.flags[1::2], strict=True))
+        for flag, value in final.items():
             section, key = flag.removeprefix("--").split(".", 1)
             if f"--{section}.{key}" not in TINY:
                 assert str(config[section][key]).lower().replace(" ", "") == \
@@ -237,3 +239,18 @@ def test_every_variant_of_every_study_runs(name, image_folder, gray_folder, tmp_
     rows = read_table(out)
     assert [row["variant"] for row in rows] == [v.label for v in module.STUDY.variants]
     assert all(row["outcome"] == "finished" for row in rows)
+
+
+def test_the_homeworks_last_step_is_the_fashion_mnist_recipe():
+    from experiments import fashion_mnist_homework
+    study = fashion_mnist_homework.STUDY
+    recipe_path = RECIPES.config("fashion_mnist_mlp")
+    recipe = yaml.safe_load(recipe_path.read_text())
+    flags = [*study.common_flags, *study.variants[-1].flags]
+    last = model_values(recipe_path, flags)
+    for name in ("hidden_widths", "act", "norm", "dropout", "optimizer", "lr", "weight_decay",
+                 "scheduler", "onecycle_pct_start"):
+        assert last[name] == recipe["model"][name], name
+    batch = [value for flag, value in zip(flags[::2], flags[1::2], strict=True)
+             if flag == "--data.batch_size"]
+    assert int(batch[-1]) == recipe["data"]["batch_size"]
