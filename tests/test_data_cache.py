@@ -4,6 +4,7 @@ tensors that disagree with their count or checksum)."""
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from conftest import write_image_folder
@@ -125,3 +126,18 @@ def test_changed_image_makes_cache_stale(folder):
         after = load_train(folder)
     assert_same(after, decoded_fresh(folder))
     assert (after.images == torch.tensor([1, 2, 3])[:, None, None]).all(dim=(1, 2, 3)).any()
+
+
+@pytest.mark.parametrize("size", [32, 80])  # decoded in this thread / by the thread pool
+def test_decoded_folder_holds_every_image_with_its_label_in_order(tmp_path, size):
+    assert (size * size <= sources.SMALL_IMAGE_PIXELS) == (size == 32)
+    root = write_image_folder(tmp_path / "images", train_per_class=3, test_per_class=1,
+                              size=size)
+    classes = check_folder_layout(root)
+    decoded = decode_folder(root / "train", classes)
+    files = [(label, path) for label, name in enumerate(classes)
+             for path in sorted((root / "train" / name).iterdir())]
+    assert decoded.labels.tolist() == [label for label, _ in files]
+    for image, (_, path) in zip(decoded.images, files, strict=True):
+        with Image.open(path) as pil:  # [H, W, C] -> [C, H, W]
+            assert torch.equal(image, torch.from_numpy(np.asarray(pil)).permute(2, 0, 1))
