@@ -89,6 +89,21 @@ def test_predict_resizes_and_converts_images_of_another_size(trained, tmp_path):
     assert all(row["predicted_class"] in CLASS_NAMES for row in rows)
 
 
+def test_predict_names_an_image_it_cannot_decode_in_one_line(trained, tmp_path, capsys):
+    best, _ = trained
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    broken = folder / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(SystemExit) as exit_:
+        cifar_mlp.main(["predict", "--ckpt_path", str(best), "--data.predict_dir",
+                        str(folder), *QUIET[:2]])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot decode image {broken}: ")
+    assert err.endswith("; replace or delete the file") and "\n" not in err
+
+
 def test_loaded_checkpoint_knows_its_classes_and_input_scaling(trained, image_folder):
     best, _ = trained
     model = ImageClassifier.load_from_checkpoint(best)

@@ -11,7 +11,9 @@ Two sources:
 import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,13 +78,21 @@ def check_folder_layout(root: Path, splits: tuple[str, ...] = ("train", "test"))
     return classes
 
 
-def decode_image(path: str) -> np.ndarray:
+@contextmanager
+def opened_image(path: str | Path) -> Iterator[Image.Image]:
+    """PIL's image of `path`; a file PIL cannot read, then or while it is decoded inside
+    the block, ends in one DataError line naming the file."""
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB") if image.mode == "P" else image)
+            yield image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"cannot decode image {path}: {error}; replace or delete the file"
                         ) from None
+
+
+def decode_image(path: str) -> np.ndarray:
+    with opened_image(path) as image:
+        array = np.asarray(image.convert("RGB") if image.mode == "P" else image)
     if array.dtype != np.uint8:
         raise DataError(f"image {path} has {array.dtype} pixels (PIL mode {image.mode}); the "
                         f"data sets here are 8-bit: convert it to 8-bit RGB or grayscale")

@@ -13,11 +13,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from src.core.errors import DataError
-from src.datamodules.sources import IMAGE_SUFFIXES
+from src.datamodules.sources import IMAGE_SUFFIXES, opened_image
 from src.modules.classifier import ImageClassifier
 
 
@@ -49,15 +49,11 @@ def load_images(files: list[Path], channels: int, size: int) -> torch.Tensor:
                         f"3 (RGB) can be read from image files")
     arrays = []
     for path in files:
-        try:
-            with Image.open(path) as image:
-                image = image.convert(mode)
-                if image.size != (size, size):
-                    image = image.resize((size, size), Image.Resampling.BILINEAR)
-                arrays.append(np.asarray(image, dtype=np.uint8).reshape(size, size, channels))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise DataError(f"cannot decode image {path}: {error}; replace or delete the "
-                            f"file") from None
+        with opened_image(path) as image:
+            image = image.convert(mode)
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            arrays.append(np.asarray(image, dtype=np.uint8).reshape(size, size, channels))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
