@@ -54,21 +54,20 @@ def fresh_image_folder(tmp_path) -> Path:
     return write_image_folder(tmp_path / "images")
 
 
+def real_data_dir(env_var: str, name: str, shared_folder: str) -> Path:
+    """The real image folders named by $<env_var>; the calling test skips without them."""
+    value = os.environ.get(env_var)
+    if not value or not (Path(value) / "train").is_dir():
+        pytest.skip(f"real {name} not available: set {env_var} to an image-folder copy "
+                    f"(../shared/data/{shared_folder}/extract.sh DEST)")
+    return Path(value)
+
+
 @pytest.fixture(scope="session")
 def cifar10_dir() -> Path:
-    """The real CIFAR-10 image folders named by $CIFAR10_DIR; the test skips without them."""
-    value = os.environ.get("CIFAR10_DIR")
-    if not value or not (Path(value) / "train").is_dir():
-        pytest.skip("real CIFAR-10 not available: set CIFAR10_DIR to an image-folder copy "
-                    "(../shared/data/cifar10/extract.sh DEST)")
-    return Path(value)
+    return real_data_dir("CIFAR10_DIR", "CIFAR-10", "cifar10")
 
 
 @pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
-    """The real Fashion-MNIST image folders named by $FASHION_MNIST_DIR; skips without them."""
-    value = os.environ.get("FASHION_MNIST_DIR")
-    if not value or not (Path(value) / "train").is_dir():
-        pytest.skip("real Fashion-MNIST not available: set FASHION_MNIST_DIR to an image-folder "
-                    "copy (../shared/data/fashion_mnist/extract.sh DEST)")
-    return Path(value)
+    return real_data_dir("FASHION_MNIST_DIR", "Fashion-MNIST", "fashion_mnist")
