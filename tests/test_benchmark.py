@@ -2,6 +2,7 @@
 Correctness only: no timing is asserted."""
 
 import csv
+import dataclasses
 import math
 import statistics
 import time
@@ -110,6 +111,37 @@ def test_interleave_runs_the_sides_in_turn_and_logs_every_value(tmp_path):
     assert len(written) == 6
     RawLog(tmp_path / "raw.csv").add("sec", "m", "A", 0, 0, {"x": 1.0})  # a new run
     assert len(read_csv(tmp_path / "raw.csv")) == 1  # starts the file afresh
+
+
+def test_a_resumed_log_hands_back_earlier_measurements_and_measures_only_the_rest(tmp_path):
+    path = tmp_path / "raw.csv"
+    first = RawLog(path)
+    first.add("sec", "m", "A", 0, 7, {"time_s": 1.5, "reached": 1.0})
+    first.add("sec", "m", "B", 0, 7, {"time_s": 2.5, "reached": 0.0})
+    first.add("sec", "m", "A", 1, 8, {"time_s": 3.5, "reached": 1.0})  # then stopped
+    calls = []
+
+    def side(name):
+        def measure(seed):
+            calls.append((name, seed))
+            return {"time_s": 10.0 + len(calls), "reached": 1.0}
+        return measure
+
+    resumed = RawLog.resumed(path)
+    results = interleave({"A": side("A"), "B": side("B")}, [7, 8, 9], resumed, "sec", "m")
+    assert calls == [("B", 8), ("A", 9), ("B", 9)]  # only what the stopped run lacked
+    assert results["A"] == [{"time_s": 1.5, "reached": 1.0}, {"time_s": 3.5, "reached": 1.0},
+                            {"time_s": 12.0, "reached": 1.0}]
+    assert [m["time_s"] for m in results["B"]] == [2.5, 11.0, 13.0]
+    assert (resumed.reused, resumed.measurements) == (3, 6)
+    written = read_csv(path)
+    assert [int(row["order"]) for row in written] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert [row["value"] for row in written if row["metric"] == "time_s"] == [
+        "1.5", "2.5", "3.5", "11.0", "12.0", "13.0"]
+    assert not list(tmp_path.glob("*.partial"))  # written whole, then moved into place
+    # Another section, setup or seed is not the same measurement.
+    assert resumed.earlier("sec", "m", "A", 0, 8) is None
+    assert resumed.earlier("other", "m", "A", 0, 7) is None
 
 
 # -- the command, end to end ----------------------------------------------------------------
@@ -314,6 +346,104 @@ def test_gpu_suite_part_2_trains_the_5_minute_recipe_through_the_entry_point(tin
     assert "Test accuracy:" in (run / "output.log").read_text()
 
 
+def test_a_stopped_benchmark_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
+    flags = [*TINY, "--models", "mlp", "--no_overhead", "--pipelines", "fast", "--repeats", "3",
+             "--out_dir", str(tmp_path)]
+    real_throughput = benchmark_runs.lightning_throughput
+    calls = []
+
+    def stopped_at_the_second_run(args, parts):
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C, or a kill, during the second run
+        return real_throughput(args, parts)
+
+    monkeypatch.setattr(benchmark_runs, "lightning_throughput", stopped_at_the_second_run)
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(flags)
+    assert exit_info.value.code == 130
+    first = raw_values(tmp_path / "benchmark_raw.csv", "throughput", "mlp", "images_per_s")
+    assert [repeat for _, repeat, _ in first] == [0]
+    monkeypatch.setattr(benchmark_runs, "lightning_throughput", real_throughput)
+    capsys.readouterr()
+
+    rows = benchmark.main([*flags, "--resume"])
+    measured = raw_values(tmp_path / "benchmark_raw.csv", "throughput", "mlp", "images_per_s")
+    assert [repeat for _, repeat, _ in measured] == [0, 1, 2]
+    assert measured[0] == first[0]  # kept, not measured again
+    assert rows[0]["runs"] == 3
+    assert rows[0]["images_per_s"] == pytest.approx(
+        statistics.median(value for _, _, value in measured))
+    out = capsys.readouterr().out
+    assert "throughput, fast path, seed 0 (run 1): measured earlier" in out
+    assert "resumed: 1 of 3 measurements made by the stopped run(s) before" in out
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (["--steps", "3"], "was measured with --steps 2, not 3; rerun its own command with "
+                       "--resume, or choose a new --out_dir"),
+    (["--warmup_steps", "2"], "was measured with --warmup_steps 1, not 2; rerun its own "
+                              "command with --resume, or choose a new --out_dir"),
+])
+def test_resume_refuses_other_settings_in_one_line(change, message, tmp_path, capsys):
+    flags = [*TINY, "--models", "mlp", "--no_overhead", "--pipelines", "fast", "--repeats", "1",
+             "--out_dir", str(tmp_path)]
+    benchmark.main(flags)
+    before = (tmp_path / "benchmark_raw.csv").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main([*flags, *change, "--resume"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: --resume: the benchmark in {tmp_path} {message}"
+    assert (tmp_path / "benchmark_raw.csv").read_text() == before  # nothing lost
+
+
+def test_resume_refuses_another_recipe_text_and_an_empty_out_dir(tmp_path, capsys):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name in ("cifar_mlp.yaml", "cifar_resnet18.yaml"):
+        (configs / name).write_text(RECIPES.config(name).read_text())
+    recipes = dataclasses.replace(RECIPES, config_dir=configs)
+    flags = [*TINY, "--models", "mlp", "--no_overhead", "--pipelines", "fast", "--repeats", "1",
+             "--out_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        benchmark_lib.main([*flags, "--resume"], recipes)
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume: {tmp_path / 'out'} holds no benchmark to continue (no "
+        f"benchmark_settings.json); drop --resume to start one there")
+    benchmark_lib.main(flags, recipes)
+    (configs / "cifar_mlp.yaml").write_text(
+        RECIPES.config("cifar_mlp.yaml").read_text() + "\n# edited\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        benchmark_lib.main([*flags, "--resume"], recipes)
+    assert capsys.readouterr().err.strip().endswith(
+        "was measured with another version of the recipe cifar_mlp; rerun its own command "
+        "with --resume, or choose a new --out_dir")
+
+
+def test_a_stopped_entry_point_run_is_measured_again_from_the_start(tmp_path, monkeypatch,
+                                                                    capsys):
+    stopped = tmp_path / "entry_point_seed1"
+    (stopped / "version_0").mkdir(parents=True)
+    (stopped / "version_0" / "last.ckpt").write_text("half a run")
+    seen = []
+
+    def run_trial(module, name, values, flags, run_dir, isolation):
+        seen.append(run_dir.exists())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(benchmark_runs, "run_trial", run_trial)
+    args = benchmark_lib.parse_args(["--cpu_resnet18", "--data.data_dir", str(tmp_path)])
+    args.recipes, args.precision = RECIPES, "32-true"
+    with pytest.raises(RuntimeError, match="stop here"):
+        benchmark_runs.entry_point_run(args, "resnet18", "cifar_resnet18_cpu.yaml", 1, stopped)
+    assert seen == [False]  # the stopped run's folder was cleared before the new run
+    assert "stopped part-way by an earlier run of the benchmark; measuring it again" in \
+        capsys.readouterr().out
+
+
 def test_cpu_resnet18_refuses_an_out_dir_holding_earlier_runs(image_folder, tmp_path, capsys):
     earlier = tmp_path / "out" / "runs" / "cpu_resnet18" / "entry_point_seed0"
     earlier.mkdir(parents=True)
@@ -321,8 +451,8 @@ def test_cpu_resnet18_refuses_an_out_dir_holding_earlier_runs(image_folder, tmp_
         benchmark.main(["--cpu_resnet18", "--data.data_dir", str(image_folder),
                         "--out_dir", str(tmp_path / "out")])
     assert capsys.readouterr().err.strip() == (
-        f"error: {earlier.parent} holds the runs of an earlier benchmark; choose a new "
-        f"--out_dir")
+        f"error: {earlier.parent} holds the runs of an earlier benchmark; continue it with "
+        f"the same flags and --resume, or choose a new --out_dir")
 
 
 @pytest.mark.slow

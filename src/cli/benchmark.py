@@ -44,6 +44,7 @@ the entry points' own parser (src/cli/benchmark_runs.py).
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -146,6 +147,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="torch CPU threads (default: torch's); 1 is fastest on a CPU shared with "
              "other jobs")
     add("--out_dir", default="runs/benchmark")
+    add("--resume", action="store_true",
+        help="continue the stopped benchmark in --out_dir (same flags, same machine): "
+             "measurements already in its benchmark_raw.csv are reused, the rest made")
     args = parser.parse_args(argv)
     if args.augmentations == []:  # the flag alone: every augmentation
         args.augmentations = list(AUGMENTATIONS)
@@ -259,9 +263,9 @@ def check(args: argparse.Namespace) -> list[str]:
         args.recipes.config(getattr(args, recipe))
     for name in ("cpu_resnet18", "five_min"):  # the entry-point runs' folders
         folder = run_folder(args, name)
-        if name in chosen and folder.exists() and any(folder.iterdir()):
-            raise ConfigError(f"{folder} holds the runs of an earlier benchmark; choose a "
-                              f"new --out_dir")
+        if name in chosen and not args.resume and folder.exists() and any(folder.iterdir()):
+            raise ConfigError(f"{folder} holds the runs of an earlier benchmark; continue it "
+                              f"with the same flags and --resume, or choose a new --out_dir")
     if real:
         args.data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
         if not args.data_dir:
@@ -293,13 +297,67 @@ def quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def settings_record(args: argparse.Namespace, chosen: list[str]) -> dict[str, Any]:
+    """What the measurements in --out_dir depend on: every flag but --out_dir and --resume,
+    the machine, and the text of every recipe file used. A resumed benchmark must match
+    it, so that one table never mixes two settings or two machines."""
+    flags = {key: value for key, value in sorted(vars(args).items())
+             if key not in ("recipes", "resume", "out_dir")}
+    recipes = {runs.ENTRY_POINTS[model] for model in args.models}
+    recipes |= {runs.ENTRY_POINTS[REAL_DATA[name][0]] for name in chosen if name in REAL_DATA}
+    recipes |= {getattr(args, REAL_DATA[name][1]) for name in chosen if name in REAL_DATA}
+    texts = {name: args.recipes.config(name).read_text() for name in sorted(recipes)}
+    return {"flags": flags, "hardware": hardware_line(), "recipes": texts}
+
+
+def open_raw_log(args: argparse.Namespace, chosen: list[str]) -> RawLog:
+    """A new raw log, its settings written beside it; or, with --resume, the stopped
+    run's log, once its settings are checked against this command's."""
+    out_dir = Path(args.out_dir)
+    raw_path, settings_path = out_dir / "benchmark_raw.csv", out_dir / "benchmark_settings.json"
+    record = settings_record(args, chosen)
+    if not args.resume:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        settings_path.write_text(json.dumps(record, indent=1) + "\n")
+        return RawLog(raw_path)
+    if not settings_path.is_file():
+        raise ConfigError(f"--resume: {out_dir} holds no benchmark to continue (no "
+                          f"{settings_path.name}); drop --resume to start one there")
+    try:
+        earlier = json.loads(settings_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"--resume: cannot read {settings_path} ({error}); choose a new "
+                          f"--out_dir") from None
+    difference = settings_difference(earlier, record)
+    if difference:
+        raise ConfigError(f"--resume: the benchmark in {out_dir} was measured with "
+                          f"{difference}; rerun its own command with --resume, or choose "
+                          f"a new --out_dir")
+    return RawLog.resumed(raw_path) if raw_path.is_file() else RawLog(raw_path)
+
+
+def settings_difference(earlier: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """The first way `now` differs from `earlier`, in words; None: the same."""
+    flags_then, flags_now = earlier.get("flags", {}), now["flags"]
+    for key in sorted(set(flags_then) | set(flags_now)):
+        if flags_then.get(key) != flags_now.get(key):
+            return (f"--{key} {json.dumps(flags_then.get(key))}, not "
+                    f"{json.dumps(flags_now.get(key))}")
+    if earlier.get("hardware") != now["hardware"]:
+        return f"another machine ({earlier.get('hardware')})"
+    for name, text in now["recipes"].items():
+        if earlier.get("recipes", {}).get(name) != text:
+            return f"another version of the recipe {name}"
+    return None
+
+
 def run(argv: list[str], recipes: Recipes) -> list[dict[str, Any]]:
     args = parse_args(argv)
     args.recipes = recipes
     out_dir = Path(args.out_dir)
-    raw = RawLog(out_dir / "benchmark_raw.csv")
     with quiet_lightning():
         chosen = check(args)
+        raw = open_raw_log(args, chosen)
         rows = []
         for name in chosen:
             rows += SECTIONS[name](args, raw)
@@ -309,6 +367,9 @@ def run(argv: list[str], recipes: Recipes) -> list[dict[str, Any]]:
         how.append(f"timings: median [min, max] over {args.repeats} interleaved runs")
     if set(chosen) - timings:
         how.append(f"training runs: each of {args.seeds} seeds, then mean ± std")
+    if raw.reused:
+        how.append(f"resumed: {raw.reused} of {raw.measurements} measurements made by the "
+                   f"stopped run(s) before")
     header = (f"Benchmark on {hardware_line()}, lightning {L.__version__}; "
               f"`{recipes.command('benchmark', *argv)}`; {'; '.join(how)}; every raw value: "
               f"benchmark_raw.csv")

@@ -9,6 +9,7 @@ Each function returns one `Measurement` (metric -> value) for the raw log.
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,13 @@ def entry_point_run(args: argparse.Namespace, model: str, recipe: str, seed: int
     and `--seed_everything seed`, in this process, into `run_dir`: fit, then the test of
     the best checkpoint by validation (the final weights without a validation set).
     time_s: its training epochs (time/train_epoch_s, validation excluded); run_s: the
-    whole run (parsing, data, fit, test, its records and plots)."""
+    whole run (parsing, data, fit, test, its records and plots). A `run_dir` already there
+    is a run stopped part-way (the benchmark refuses an --out_dir holding runs unless
+    --resume): it is measured again from the start, since a time needs one unbroken run."""
+    if run_dir.exists():
+        print(f"{run_dir}: stopped part-way by an earlier run of the benchmark; measuring it "
+              f"again from the start")
+        shutil.rmtree(run_dir)
     flags = [*recipe_flags(args, model, recipe), *real_data_flags(args), *epoch_flags(args),
              "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
              "--trainer.enable_model_summary", "false"]
