@@ -38,7 +38,8 @@ STUDIES = {
     "study_regularization": ["+ more data", "all together"],
     "study_data_normalization": ["none (0..255)", "standardize (train mean/std)"],
     "study_loss": ["cross-entropy", "MSE"],
-    "fashion_mnist_homework": ["baseline", "+ widths 512-256, lr 4e-3 (everything)"],
+    "fashion_mnist_homework": ["baseline",
+                               "+ GELU, label smoothing 0.1, dropout 0.1 (everything)"],
 }
 
 
@@ -251,8 +252,8 @@ def test_the_homeworks_last_step_is_the_fashion_mnist_recipe():
     recipe = yaml.safe_load(recipe_path.read_text())
     flags = [*study.common_flags, *study.variants[-1].flags]
     last = model_values(recipe_path, flags)
-    for name in ("hidden_widths", "act", "norm", "dropout", "optimizer", "lr", "weight_decay",
-                 "scheduler", "onecycle_pct_start"):
+    for name in ("hidden_widths", "act", "norm", "dropout", "label_smoothing", "optimizer", "lr",
+                 "weight_decay", "scheduler", "onecycle_pct_start"):
         assert last[name] == recipe["model"][name], name
     batch = [value for flag, value in zip(flags[::2], flags[1::2], strict=True)
              if flag == "--data.batch_size"]
