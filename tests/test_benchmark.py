@@ -399,7 +399,7 @@ def test_resume_refuses_other_settings_in_one_line(change, message, tmp_path, ca
     assert (tmp_path / "benchmark_raw.csv").read_text() == before  # nothing lost
 
 
-def test_resume_refuses_another_recipe_text_and_an_empty_out_dir(tmp_path, capsys):
+def test_resume_refuses_other_recipe_settings_and_an_empty_out_dir(tmp_path, capsys):
     configs = tmp_path / "configs"
     configs.mkdir()
     for name in ("cifar_mlp.yaml", "cifar_resnet18.yaml"):
@@ -413,13 +413,16 @@ def test_resume_refuses_another_recipe_text_and_an_empty_out_dir(tmp_path, capsy
         f"error: --resume: {tmp_path / 'out'} holds no benchmark to continue (no "
         f"benchmark_settings.json); drop --resume to start one there")
     benchmark_lib.main(flags, recipes)
-    (configs / "cifar_mlp.yaml").write_text(
-        RECIPES.config("cifar_mlp.yaml").read_text() + "\n# edited\n")
-    capsys.readouterr()
+    text = RECIPES.config("cifar_mlp.yaml").read_text()
+    (configs / "cifar_mlp.yaml").write_text(text + "\n# a comment changes no setting\n")
+    benchmark_lib.main([*flags, "--resume"], recipes)  # everything measured: read back
+    assert "measured earlier" in capsys.readouterr().out
+    assert "max_epochs: 20\n" in text
+    (configs / "cifar_mlp.yaml").write_text(text.replace("max_epochs: 20\n", "max_epochs: 21\n"))
     with pytest.raises(SystemExit):
         benchmark_lib.main([*flags, "--resume"], recipes)
     assert capsys.readouterr().err.strip().endswith(
-        "was measured with another version of the recipe cifar_mlp; rerun its own command "
+        "was measured with other settings in the recipe cifar_mlp; rerun its own command "
         "with --resume, or choose a new --out_dir")
 
 

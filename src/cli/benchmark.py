@@ -54,6 +54,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 
 from src.benchmark.interleave import RawLog
 from src.benchmark.plain_loop import PLAIN_LOOP_PRECISIONS
@@ -299,15 +300,18 @@ def quiet_lightning() -> Iterator[None]:
 
 def settings_record(args: argparse.Namespace, chosen: list[str]) -> dict[str, Any]:
     """What the measurements in --out_dir depend on: every flag but --out_dir and --resume,
-    the machine, and the text of every recipe file used. A resumed benchmark must match
-    it, so that one table never mixes two settings or two machines."""
+    the machine, and the settings of every recipe file used (its comments may change). A
+    resumed benchmark must match it, so that one table never mixes two settings or two
+    machines."""
     flags = {key: value for key, value in sorted(vars(args).items())
              if key not in ("recipes", "resume", "out_dir")}
-    recipes = {runs.ENTRY_POINTS[model] for model in args.models}
+    timed = {"throughput", "overhead"} & set(chosen)  # the sections that use --models
+    recipes = {runs.ENTRY_POINTS[model] for model in args.models} if timed else set()
     recipes |= {runs.ENTRY_POINTS[REAL_DATA[name][0]] for name in chosen if name in REAL_DATA}
     recipes |= {getattr(args, REAL_DATA[name][1]) for name in chosen if name in REAL_DATA}
-    texts = {name: args.recipes.config(name).read_text() for name in sorted(recipes)}
-    return {"flags": flags, "hardware": hardware_line(), "recipes": texts}
+    settings = {name: yaml.safe_load(args.recipes.config(name).read_text())
+                for name in sorted(recipes)}
+    return {"flags": flags, "hardware": hardware_line(), "recipes": settings}
 
 
 def open_raw_log(args: argparse.Namespace, chosen: list[str]) -> RawLog:
@@ -345,9 +349,9 @@ def settings_difference(earlier: dict[str, Any], now: dict[str, Any]) -> str | N
                     f"{json.dumps(flags_now.get(key))}")
     if earlier.get("hardware") != now["hardware"]:
         return f"another machine ({earlier.get('hardware')})"
-    for name, text in now["recipes"].items():
-        if earlier.get("recipes", {}).get(name) != text:
-            return f"another version of the recipe {name}"
+    for name, settings in now["recipes"].items():
+        if earlier.get("recipes", {}).get(name) != settings:
+            return f"other settings in the recipe {name}"
     return None
 
 
