@@ -7,6 +7,11 @@ A trial is `python -m <module> <flags...> --trainer.default_root_dir <trial dir>
   trial (a few seconds for torch and Lightning), for small runs and tests.
 Either way the output goes to `<trial dir>/output.log` and the results are read from the
 CSV log the run wrote under its folder.
+
+Stopping: a SIGTERM or Ctrl-C that reaches this process while a subprocess trial runs is
+passed on to the trial, which saves its last checkpoint and stops; then this process stops
+too (exit 143 or 130). The trial runs in its own session, so a Ctrl-C in the terminal reaches
+it once, through here: a second copy would stop it without saving.
 """
 
 import contextlib
@@ -16,8 +21,10 @@ import json
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -25,12 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from src.callbacks.last_checkpoint import StopRequested
 from src.core.errors import ConfigError, lookup
 from src.sweeps.pruning import PRUNED_FILE
 from src.sweeps.run_metrics import RunMetrics, find_metrics_file, read_metrics
 
 ISOLATIONS = ("subprocess", "inprocess")
 INTERRUPTED = 130  # the entry points' exit status after Ctrl-C
+TERMINATED = 143  # ... and after SIGTERM
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 INPUT_ERROR = 2  # the entry points' exit status when the run cannot start as configured
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
@@ -73,9 +83,37 @@ def _run_subprocess(module: str, flags: list[str], log) -> int:
     package_root = str(Path(package.origin).parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    process = subprocess.run([sys.executable, "-m", module, *flags], stdout=log,
-                             stderr=subprocess.STDOUT, env=env, check=False)
-    return process.returncode
+    # Its own session: signals reach it only through _signals_passed_on_to (below).
+    process = subprocess.Popen([sys.executable, "-m", module, *flags], stdout=log,
+                               stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    with _signals_passed_on_to(process) as received:
+        code = process.wait()  # the handler does not raise: the wait goes on until it exits
+    if received:  # this process was asked to stop: stop, however the trial ended
+        return 128 + received[0].value
+    return code
+
+
+@contextlib.contextmanager
+def _signals_passed_on_to(process: subprocess.Popen) -> Iterator[list[signal.Signals]]:
+    """While `process` runs, send it each SIGTERM and SIGINT this process receives, as
+    received (a second Ctrl-C still means "stop without saving"); yields the signals
+    received, in order."""
+    received: list[signal.Signals] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # handlers can only be installed from the main thread
+        return
+
+    def pass_on(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum))
+        with contextlib.suppress(ProcessLookupError):  # it may have just exited
+            process.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, pass_on) for signum in FORWARDED_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -139,6 +177,9 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
     seconds = time.monotonic() - started
     if code == INTERRUPTED:
         raise KeyboardInterrupt
+    if code == TERMINATED:
+        raise StopRequested("SIGTERM", f"SIGTERM received: stopped during {name} (its folder: "
+                                       f"{trial_dir}); the runs before it are kept")
     metrics_file = find_metrics_file(trial_dir)
     metrics = read_metrics(metrics_file) if metrics_file else None
     result = TrialResult(name, params, "done", seconds, trial_dir, metrics, exit_code=code)
