@@ -35,3 +35,29 @@ def test_seeds_report_mean_and_std_of_each_final_metric(image_folder, tmp_path, 
     assert float(summary["best val/acc"]["mean"]) == pytest.approx(statistics.mean(best), abs=1e-4)
     assert "| test/acc |" in (out / "seeds.md").read_text()
     assert "| metric | mean | std | n | seed_5 | seed_6 |" in capsys.readouterr().out
+
+
+def test_seeds_stopped_part_way_keep_the_table_of_the_seeds_that_finished(
+        image_folder, tmp_path, monkeypatch):
+    from src.cli import seeds as seeds_cli
+    real_run_trial = seeds_cli.run_trial
+
+    def ctrl_c_on_the_second_seed(module, name, *args):
+        if name == "seed_1":
+            raise KeyboardInterrupt
+        return real_run_trial(module, name, *args)
+
+    monkeypatch.setattr(seeds_cli, "run_trial", ctrl_c_on_the_second_seed)
+    out = tmp_path / "seeds"
+    with pytest.raises(SystemExit) as exit_info:
+        seeds.main(["--base", "cifar_mlp", "--seeds", "3", "--out_dir", str(out),
+                    "--isolation", "inprocess", "--", "--data.data_dir", str(image_folder),
+                    "--data.batch_size", "16", "--model.hidden_widths", "[16]",
+                    "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"])
+    assert exit_info.value.code == 130
+    with (out / "seeds.csv").open() as file:
+        summary = {row["metric"]: row for row in csv.DictReader(file)}
+    test_acc = logged_values(out / "seed_0", "test/acc")[-1]
+    assert summary["test/acc"]["n"] == "1"
+    assert float(summary["test/acc"]["seed_0"]) == pytest.approx(test_acc, abs=1e-4)
+    assert (out / "seeds.md").read_text().startswith("# cifar_mlp: 1 of 3 seeds\n")

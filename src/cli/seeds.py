@@ -10,7 +10,8 @@ the last value of every epoch-level metric, and test/acc and test/loss of the be
 checkpoint. The std is the sample standard deviation (n - 1).
 
 Files in `<out>`: `seeds.md` and `seeds.csv` (metric, mean, std, n, each seed's value),
-and one run folder per seed.
+rewritten after each seed (a run stopped part-way keeps the seeds that finished), and one
+run folder per seed.
 """
 
 import argparse
@@ -47,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_summary(out_dir: Path, results: list[TrialResult], title: str, command: str) -> str:
+    """seeds.csv and seeds.md over `results`; returns the text of seeds.md."""
+    headers, rows = seed_summary(results)
+    write_csv(out_dir / "seeds.csv", headers, rows)
+    failed = [r.name for r in results if r.status == "failed"]
+    text = (f"# {title}\n\nCommand: `{command}`\n\n"
+            f"Mean and sample standard deviation over the seeds that finished"
+            f"{' (failed: ' + ', '.join(failed) + ')' if failed else ''}. "
+            f"test/*: the best checkpoint (by val/acc); train/* and val/*: the last epoch; "
+            f"best val/acc: the best epoch.\n\n"
+            + markdown_table(headers, rows))
+    (out_dir / "seeds.md").write_text(text)
+    return text
+
+
 def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
     own, extra_flags = split_extra_flags(argv)
     args = build_parser().parse_args(own)
@@ -55,6 +71,7 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
     out_dir = args.out_dir or Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_fresh_output(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    command = recipes.command("seeds", *argv)
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         params = {"seed_everything": seed}
@@ -71,18 +88,11 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
             final = result.metrics.final
             print(f"[seeds] seed {seed}: best val/acc {result.best_val_acc:.4f}, test/acc "
                   f"{final.get('test/acc', float('nan')):.4f}, {result.seconds:.0f} s", flush=True)
-    headers, rows = seed_summary(results)
-    write_csv(out_dir / "seeds.csv", headers, rows)
-    command = recipes.command("seeds", *argv)
-    failed = [r.name for r in results if r.status == "failed"]
-    text = (f"# {args.base}: {args.seeds} seeds\n\nCommand: `{command}`\n\n"
-            f"Mean and sample standard deviation over the seeds that finished"
-            f"{' (failed: ' + ', '.join(failed) + ')' if failed else ''}. "
-            f"test/*: the best checkpoint (by val/acc); train/* and val/*: the last epoch; "
-            f"best val/acc: the best epoch.\n\n"
-            + markdown_table(headers, rows))
-    (out_dir / "seeds.md").write_text(text)
+        # After every seed, so that a run stopped part-way keeps the seeds that finished.
+        done = "" if len(results) == args.seeds else f"{len(results)} of "
+        text = write_summary(out_dir, results, f"{args.base}: {done}{args.seeds} seeds", command)
     print(text, flush=True)
+    failed = [r.name for r in results if r.status == "failed"]
     if len(failed) == len(results):
         raise SystemExit(1)
     return results
