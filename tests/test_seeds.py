@@ -1,8 +1,12 @@
 """Multi-seed runs: every seed trains, and the summary is the mean/std of their own logs."""
 
 import csv
+import json
+import os
+import signal
 import statistics
 
+import lightning as L
 import pytest
 import yaml
 
@@ -42,10 +46,10 @@ def test_seeds_stopped_part_way_keep_the_table_of_the_seeds_that_finished(
     from src.cli import seeds as seeds_cli
     real_run_trial = seeds_cli.run_trial
 
-    def ctrl_c_on_the_second_seed(module, name, *args):
+    def ctrl_c_on_the_second_seed(module, name, *args, **kwargs):
         if name == "seed_1":
             raise KeyboardInterrupt
-        return real_run_trial(module, name, *args)
+        return real_run_trial(module, name, *args, **kwargs)
 
     monkeypatch.setattr(seeds_cli, "run_trial", ctrl_c_on_the_second_seed)
     out = tmp_path / "seeds"
@@ -61,3 +65,72 @@ def test_seeds_stopped_part_way_keep_the_table_of_the_seeds_that_finished(
     assert summary["test/acc"]["n"] == "1"
     assert float(summary["test/acc"]["seed_0"]) == pytest.approx(test_acc, abs=1e-4)
     assert (out / "seeds.md").read_text().startswith("# cifar_mlp: 1 of 3 seeds\n")
+
+
+class SigtermAtStepOfSeed(L.Callback):
+    """Send this process SIGTERM when training step `step` of the run seeded `seed` starts
+    (tests only): the same flags go to every seed, as in a real seeds run."""
+
+    def __init__(self, seed: int, step: int):
+        self.seed = seed
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if os.environ.get("PL_GLOBAL_SEED") == str(self.seed) and trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def tiny_seeds_args(image_folder, out, *extra):
+    stop = json.dumps({"class_path": "test_seeds.SigtermAtStepOfSeed",
+                       "init_args": {"seed": 1, "step": 8}})
+    return ["--out_dir", str(out), "--isolation", "inprocess", *extra, "--",
+            "--data.data_dir", str(image_folder), "--data.batch_size", "16",
+            "--model.hidden_widths", "[16]", "--trainer.max_epochs", "2",
+            "--trainer.enable_progress_bar", "false", f"--trainer.callbacks+={stop}"]
+
+
+def test_seeds_resume_reads_back_finished_seeds_and_continues_the_stopped_one(
+        image_folder, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    with pytest.raises(SystemExit) as stopped:  # SIGTERM in step 8 of seed 1 (of 6 per epoch)
+        seeds.main(["--base", "cifar_mlp", "--seeds", "2", *tiny_seeds_args(image_folder, out)])
+    assert stopped.value.code == 143
+    seed_0_record = (out / "seed_0" / "trial.json").read_text()
+    assert not (out / "seed_1" / "trial.json").exists()
+
+    # A different training flag is refused in one line, and nothing is touched.
+    with pytest.raises(SystemExit) as refused:
+        seeds.main(["--base", "cifar_mlp", "--seeds", "2", "--resume",
+                    *tiny_seeds_args(image_folder, out), "--model.lr", "0.5"])
+    assert refused.value.code == 2
+    assert "were trained with training_flags" in capsys.readouterr().err
+    assert not (out / "seed_1" / "trial.json").exists()
+
+    # --seeds may grow: seed 2 is added.
+    results = seeds.main(["--base", "cifar_mlp", "--seeds", "3", "--resume",
+                          *tiny_seeds_args(image_folder, out)])
+    printed = capsys.readouterr().out
+    assert "[seeds] seed 0: " in printed and printed.count("finished earlier") == 1
+    assert (out / "seed_0" / "trial.json").read_text() == seed_0_record  # not rerun
+    assert [r.resumed for r in results] == [False, True, False]
+    run_info = json.loads(next((out / "seed_1").rglob("run_info.json")).read_text())
+    assert len(run_info["resumes"]) == 1  # one run folder, continued from its checkpoint
+    assert logged_values(out / "seed_1", "val/acc") and len(logged_values(
+        out / "seed_1", "val/acc")) == 2  # epochs 0 and 1, each logged once
+    with (out / "seeds.csv").open() as file:
+        summary = {row["metric"]: row for row in csv.DictReader(file)}
+    assert summary["test/acc"]["n"] == "3"
+    for seed in range(3):
+        test_acc = logged_values(out / f"seed_{seed}", "test/acc")[-1]
+        assert float(summary["test/acc"][f"seed_{seed}"]) == pytest.approx(test_acc, abs=1e-4)
+
+
+def test_seeds_resume_refuses_a_folder_it_did_not_write(image_folder, tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    with pytest.raises(SystemExit) as refused:
+        seeds.main(["--base", "cifar_mlp", "--resume",
+                    *tiny_seeds_args(image_folder, tmp_path / "other")])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume: {tmp_path / 'other'} holds no seeds run to continue (no "
+        f"seeds_settings.json); drop --resume to start one there")

@@ -10,28 +10,39 @@ the last value of every epoch-level metric, and test/acc and test/loss of the be
 checkpoint. The std is the sample standard deviation (n - 1).
 
 Files in `<out>`: `seeds.md` and `seeds.csv` (metric, mean, std, n, each seed's value),
-rewritten after each seed (a run stopped part-way keeps the seeds that finished), and one
-run folder per seed.
+rewritten after each seed (a run stopped part-way keeps the seeds that finished), one
+run folder per seed, and `seeds_settings.json` (what `--resume` checks).
+
+A run stopped part-way (Ctrl-C, SIGTERM, a crash) continues with the same command plus
+`--resume`: the seeds that finished are read back, not rerun; the stopped seed continues
+from its last checkpoint (the entry point's `--resume true`); the rest run. `--seeds`
+may be larger than before, to add seeds to a finished run.
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from src.cli.boundary import OneLineArgumentParser, run_command
 from src.cli.sweep import split_extra_flags
-from src.core.errors import check_range
+from src.core.errors import ConfigError, check_range
 from src.core.recipes import Recipes
 from src.reporting.tables import markdown_table, write_csv
 from src.sweeps.report import seed_summary
 from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import (
     ISOLATIONS,
+    TRIAL_RECORD,
     TrialResult,
     check_first_run_started,
+    read_finished_trial,
     run_trial,
 )
+
+SETTINGS_FILE = "seeds_settings.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default: runs/seeds/<base>-<time>)")
     parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
                         help="run each seed in its own process (default) or in this one")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the seeds run stopped part-way in --out_dir (same "
+                             "--base, --first_seed and training flags; --seeds may grow): "
+                             "finished seeds are read back, the stopped one continues from "
+                             "its last checkpoint, the rest run")
     return parser
+
+
+def settings_record(args: argparse.Namespace, extra_flags: list[str]) -> dict[str, Any]:
+    """What the seeds in --out_dir were trained with; a resume must match it."""
+    return {"base": args.base, "first_seed": args.first_seed, "training_flags": extra_flags}
+
+
+def check_resumable(out_dir: Path, record: dict[str, Any]) -> None:
+    path = out_dir / SETTINGS_FILE
+    if not path.is_file():
+        raise ConfigError(f"--resume: {out_dir} holds no seeds run to continue (no "
+                          f"{SETTINGS_FILE}); drop --resume to start one there")
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--resume: cannot read {path} ({error}); choose a new "
+                          f"--out_dir") from None
+    different = [f"{key} {earlier.get(key)!r}" for key in record if earlier.get(key) != record[key]]
+    if different:
+        raise ConfigError(f"--resume: the seeds in {out_dir} were trained with "
+                          f"{', '.join(different)}; rerun their own command with --resume, "
+                          f"or choose a new --out_dir")
 
 
 def write_summary(out_dir: Path, results: list[TrialResult], title: str, command: str) -> str:
@@ -68,16 +106,29 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
     args = build_parser().parse_args(own)
     check_range("--seeds", args.seeds, 1)
     module = recipes.module(args.base)
+    if args.resume and args.out_dir is None:
+        raise ConfigError("--resume needs the --out_dir of the seeds run to continue")
     out_dir = args.out_dir or Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_fresh_output(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    record = settings_record(args, extra_flags)
+    if args.resume:
+        check_resumable(out_dir, record)
+    else:
+        check_fresh_output(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     command = recipes.command("seeds", *argv)
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        params = {"seed_everything": seed}
-        result = run_trial(module, f"seed_{seed}", params,
-                           [*extra_flags, "--seed_everything", str(seed)],
-                           out_dir / f"seed_{seed}", args.isolation)
+        name, params = f"seed_{seed}", {"seed_everything": seed}
+        trial_dir = out_dir / name
+        if (trial_dir / TRIAL_RECORD).is_file():  # only with --resume: a fresh folder has none
+            result = read_finished_trial(name, params, trial_dir)
+            how = "finished earlier"
+        else:
+            result = run_trial(module, name, params,
+                               [*extra_flags, "--seed_everything", str(seed)], trial_dir,
+                               args.isolation, resume=trial_dir.exists())
+            how = f"{result.seconds:.0f} s" + (" after resuming" if result.resumed else "")
         results.append(result)
         if len(results) == 1:
             check_first_run_started(result)
@@ -87,7 +138,7 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
         else:
             final = result.metrics.final
             print(f"[seeds] seed {seed}: best val/acc {result.best_val_acc:.4f}, test/acc "
-                  f"{final.get('test/acc', float('nan')):.4f}, {result.seconds:.0f} s", flush=True)
+                  f"{final.get('test/acc', float('nan')):.4f}, {how}", flush=True)
         # After every seed, so that a run stopped part-way keeps the seeds that finished.
         done = "" if len(results) == args.seeds else f"{len(results)} of "
         text = write_summary(out_dir, results, f"{args.base}: {done}{args.seeds} seeds", command)

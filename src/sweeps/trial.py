@@ -42,6 +42,7 @@ INTERRUPTED = 130  # the entry points' exit status after Ctrl-C
 TERMINATED = 143  # ... and after SIGTERM
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 INPUT_ERROR = 2  # the entry points' exit status when the run cannot start as configured
+TRIAL_RECORD = "trial.json"  # exit code and seconds, once the trial has ended on its own
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
 
@@ -57,6 +58,7 @@ class TrialResult:
     error: str = ""
     phase: str = ""  # sweeps: grid, random, coarse or fine
     exit_code: int = 0
+    resumed: bool = False  # continued from a checkpoint: `seconds` covers the last part only
 
     @property
     def best_val_acc(self) -> float | None:
@@ -162,17 +164,20 @@ def check_first_run_started(result: TrialResult) -> None:
 
 
 def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
-              trial_dir: Path, isolation: str = "subprocess") -> TrialResult:
-    """Run `module` with `flags` (the params already among them) in a fresh `trial_dir`."""
+              trial_dir: Path, isolation: str = "subprocess", resume: bool = False) -> TrialResult:
+    """Run `module` with `flags` (the params already among them) in a fresh `trial_dir`;
+    with `resume`, continue the trial stopped part-way there from its last checkpoint
+    (`--resume true`; output.log is appended to)."""
     runner = lookup({"subprocess": _run_subprocess, "inprocess": _run_inprocess}, isolation,
                     "isolation")
-    trial_dir.mkdir(parents=True, exist_ok=False)
+    trial_dir.mkdir(parents=True, exist_ok=resume)
     log_path = trial_dir / "output.log"
-    all_flags = [*flags, "--trainer.default_root_dir", str(trial_dir)]
+    all_flags = [*flags, "--trainer.default_root_dir", str(trial_dir),
+                 *(["--resume", "true"] if resume else [])]
     (trial_dir / "command.txt").write_text(
         shlex.join([sys.executable, "-m", module, *all_flags]) + "\n")
     started = time.monotonic()
-    with log_path.open("w") as log:
+    with log_path.open("a" if resume else "w") as log:
         code = runner(module, all_flags, log)
     seconds = time.monotonic() - started
     if code == INTERRUPTED:
@@ -180,12 +185,23 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
     if code == TERMINATED:
         raise StopRequested("SIGTERM", f"SIGTERM received: stopped during {name} (its folder: "
                                        f"{trial_dir}); the runs before it are kept")
+    # Only a trial that ended on its own has a record: that is what makes it finished.
+    (trial_dir / TRIAL_RECORD).write_text(json.dumps(
+        {"exit_code": code, "seconds": seconds, "resumed": resume}) + "\n")
+    return read_finished_trial(name, params, trial_dir)
+
+
+def read_finished_trial(name: str, params: dict[str, Any], trial_dir: Path) -> TrialResult:
+    """The result of the trial that ended in `trial_dir`, from its record and its logs."""
+    record = json.loads((trial_dir / TRIAL_RECORD).read_text())
+    code = record["exit_code"]
     metrics_file = find_metrics_file(trial_dir)
     metrics = read_metrics(metrics_file) if metrics_file else None
-    result = TrialResult(name, params, "done", seconds, trial_dir, metrics, exit_code=code)
+    result = TrialResult(name, params, "done", record["seconds"], trial_dir, metrics,
+                         exit_code=code, resumed=record["resumed"])
     if code != 0 or metrics is None or metrics.best_val_acc is None:
         result.status = "failed"
-        result.error = _error_line(log_path) if code != 0 else \
+        result.error = _error_line(trial_dir / "output.log") if code != 0 else \
             "the run logged no val/acc (no validation set, or no epoch finished)"
     elif pruned_files := sorted(trial_dir.rglob(PRUNED_FILE)):
         # The pruner writes into the trial's run directory (<trial dir>/version_0/).
