@@ -380,9 +380,9 @@ def test_a_stopped_benchmark_resumes_where_it_stopped(tmp_path, capsys, monkeypa
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (["--steps", "3"], "was measured with --steps 2, not 3; rerun its own command with "
+    (["--steps", "3"], "was started with --steps 2, not 3; rerun its own command with "
                        "--resume, or choose a new --out_dir"),
-    (["--warmup_steps", "2"], "was measured with --warmup_steps 1, not 2; rerun its own "
+    (["--warmup_steps", "2"], "was started with --warmup_steps 1, not 2; rerun its own "
                               "command with --resume, or choose a new --out_dir"),
 ])
 def test_resume_refuses_other_settings_in_one_line(change, message, tmp_path, capsys):
@@ -422,7 +422,7 @@ def test_resume_refuses_other_recipe_settings_and_an_empty_out_dir(tmp_path, cap
     with pytest.raises(SystemExit):
         benchmark_lib.main([*flags, "--resume"], recipes)
     assert capsys.readouterr().err.strip().endswith(
-        "was measured with other settings in the recipe cifar_mlp; rerun its own command "
+        "was started with other settings in the recipe cifar_mlp; rerun its own command "
         "with --resume, or choose a new --out_dir")
 
 

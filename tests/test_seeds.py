@@ -44,14 +44,14 @@ def test_seeds_report_mean_and_std_of_each_final_metric(image_folder, tmp_path, 
 def test_seeds_stopped_part_way_keep_the_table_of_the_seeds_that_finished(
         image_folder, tmp_path, monkeypatch):
     from src.cli import seeds as seeds_cli
-    real_run_trial = seeds_cli.run_trial
+    real_run_trial = seeds_cli.run_or_read_trial
 
     def ctrl_c_on_the_second_seed(module, name, *args, **kwargs):
         if name == "seed_1":
             raise KeyboardInterrupt
         return real_run_trial(module, name, *args, **kwargs)
 
-    monkeypatch.setattr(seeds_cli, "run_trial", ctrl_c_on_the_second_seed)
+    monkeypatch.setattr(seeds_cli, "run_or_read_trial", ctrl_c_on_the_second_seed)
     out = tmp_path / "seeds"
     with pytest.raises(SystemExit) as exit_info:
         seeds.main(["--base", "cifar_mlp", "--seeds", "3", "--out_dir", str(out),
@@ -103,7 +103,9 @@ def test_seeds_resume_reads_back_finished_seeds_and_continues_the_stopped_one(
         seeds.main(["--base", "cifar_mlp", "--seeds", "2", "--resume",
                     *tiny_seeds_args(image_folder, out), "--model.lr", "0.5"])
     assert refused.value.code == 2
-    assert "were trained with training_flags" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"error: --resume: the seeds run in {out} was started with the training flags (after "
+        f"--) [")
     assert not (out / "seed_1" / "trial.json").exists()
 
     # --seeds may grow: seed 2 is added.

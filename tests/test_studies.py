@@ -157,14 +157,14 @@ def test_a_diverged_variant_is_a_result_not_a_failure(image_folder, tmp_path):
 def test_an_interrupted_study_keeps_the_table_of_the_runs_it_finished(
         image_folder, tmp_path, monkeypatch, capsys):
     from src.studies import runner
-    real_run_trial = runner.run_trial
+    real_run_trial = runner.run_or_read_trial
 
     def ctrl_c_on_the_second_run(module, name, *args):
         if name == "fine":
             raise KeyboardInterrupt
         return real_run_trial(module, name, *args)
 
-    monkeypatch.setattr(runner, "run_trial", ctrl_c_on_the_second_run)
+    monkeypatch.setattr(runner, "run_or_read_trial", ctrl_c_on_the_second_run)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         cli.main(EXPLODING, RECIPES, ["--out_dir", str(out), "--isolation", "inprocess", "--",
@@ -173,6 +173,19 @@ def test_an_interrupted_study_keeps_the_table_of_the_runs_it_finished(
     assert [row["variant"] for row in read_table(out)] == ["explodes"]
     assert "| explodes |" in (out / "results.md").read_text()
     assert (out / "results.png").is_file()
+
+    # --resume: the finished (diverged) run is read back, not rerun; the rest runs.
+    monkeypatch.undo()
+    explodes_record = (out / "explodes" / "trial.json").read_text()
+    results = cli.main(EXPLODING, RECIPES, ["--out_dir", str(out), "--isolation", "inprocess",
+                                            "--resume", "--", "--data.data_dir", str(image_folder)])
+    assert [r.trial.earlier for r in results] == [True, False]
+    assert (out / "explodes" / "trial.json").read_text() == explodes_record
+    assert results[0].diverged_at_step is not None  # read back from its own output.log
+    assert [row["outcome"] for row in read_table(out)] == [
+        f"diverged at step {results[0].diverged_at_step}", "finished"]
+    assert "which read back 1 finished runs of an earlier one and continued 0 from its last " \
+        "checkpoint" in (out / "results.md").read_text()
 
 
 def test_a_first_run_that_cannot_start_stops_the_study_in_one_line(image_folder, tmp_path,

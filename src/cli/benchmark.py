@@ -44,7 +44,6 @@ the entry points' own parser (src/cli/benchmark_runs.py).
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -68,6 +67,7 @@ from src.datamodules.augment import AUGMENTATIONS
 from src.datamodules.sources import check_folder_layout, list_image_files
 from src.reporting.hardware import hardware_line
 from src.runs.preflight import check_accelerator, default_precision
+from src.runs.resume_record import setting_difference, start_or_check
 
 MODELS = tuple(runs.ENTRY_POINTS)
 # The GPU suite measures the whole CIFAR-10 and nothing else: exactly these many images.
@@ -318,35 +318,20 @@ def open_raw_log(args: argparse.Namespace, chosen: list[str]) -> RawLog:
     """A new raw log, its settings written beside it; or, with --resume, the stopped
     run's log, once its settings are checked against this command's."""
     out_dir = Path(args.out_dir)
-    raw_path, settings_path = out_dir / "benchmark_raw.csv", out_dir / "benchmark_settings.json"
-    record = settings_record(args, chosen)
-    if not args.resume:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        settings_path.write_text(json.dumps(record, indent=1) + "\n")
-        return RawLog(raw_path)
-    if not settings_path.is_file():
-        raise ConfigError(f"--resume: {out_dir} holds no benchmark to continue (no "
-                          f"{settings_path.name}); drop --resume to start one there")
-    try:
-        earlier = json.loads(settings_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"--resume: cannot read {settings_path} ({error}); choose a new "
-                          f"--out_dir") from None
-    difference = settings_difference(earlier, record)
-    if difference:
-        raise ConfigError(f"--resume: the benchmark in {out_dir} was measured with "
-                          f"{difference}; rerun its own command with --resume, or choose "
-                          f"a new --out_dir")
-    return RawLog.resumed(raw_path) if raw_path.is_file() else RawLog(raw_path)
+    raw_path = out_dir / "benchmark_raw.csv"
+    start_or_check(out_dir, "benchmark_settings.json", settings_record(args, chosen),
+                   args.resume, "benchmark", settings_difference)
+    if args.resume and raw_path.is_file():
+        return RawLog.resumed(raw_path)
+    return RawLog(raw_path)
 
 
 def settings_difference(earlier: dict[str, Any], now: dict[str, Any]) -> str | None:
     """The first way `now` differs from `earlier`, in words; None: the same."""
-    flags_then, flags_now = earlier.get("flags", {}), now["flags"]
-    for key in sorted(set(flags_then) | set(flags_now)):
-        if flags_then.get(key) != flags_now.get(key):
-            return (f"--{key} {json.dumps(flags_then.get(key))}, not "
-                    f"{json.dumps(flags_now.get(key))}")
+    flags = setting_difference(*({f"--{key}": value for key, value in record.items()}
+                                 for record in (earlier.get("flags", {}), now["flags"])))
+    if flags:
+        return flags
     if earlier.get("hardware") != now["hardware"]:
         return f"another machine ({earlier.get('hardware')})"
     for name, settings in now["recipes"].items():

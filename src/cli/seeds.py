@@ -20,7 +20,6 @@ may be larger than before, to add seeds to a finished run.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,15 +30,14 @@ from src.cli.sweep import split_extra_flags
 from src.core.errors import ConfigError, check_range
 from src.core.recipes import Recipes
 from src.reporting.tables import markdown_table, write_csv
+from src.runs.resume_record import start_or_check
 from src.sweeps.report import seed_summary
 from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import (
     ISOLATIONS,
-    TRIAL_RECORD,
     TrialResult,
     check_first_run_started,
-    read_finished_trial,
-    run_trial,
+    run_or_read_trial,
 )
 
 SETTINGS_FILE = "seeds_settings.json"
@@ -66,24 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_record(args: argparse.Namespace, extra_flags: list[str]) -> dict[str, Any]:
     """What the seeds in --out_dir were trained with; a resume must match it."""
-    return {"base": args.base, "first_seed": args.first_seed, "training_flags": extra_flags}
-
-
-def check_resumable(out_dir: Path, record: dict[str, Any]) -> None:
-    path = out_dir / SETTINGS_FILE
-    if not path.is_file():
-        raise ConfigError(f"--resume: {out_dir} holds no seeds run to continue (no "
-                          f"{SETTINGS_FILE}); drop --resume to start one there")
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"--resume: cannot read {path} ({error}); choose a new "
-                          f"--out_dir") from None
-    different = [f"{key} {earlier.get(key)!r}" for key in record if earlier.get(key) != record[key]]
-    if different:
-        raise ConfigError(f"--resume: the seeds in {out_dir} were trained with "
-                          f"{', '.join(different)}; rerun their own command with --resume, "
-                          f"or choose a new --out_dir")
+    return {"--base": args.base, "--first_seed": args.first_seed,
+            "the training flags (after --)": extra_flags}
 
 
 def write_summary(out_dir: Path, results: list[TrialResult], title: str, command: str) -> str:
@@ -109,26 +91,18 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
     if args.resume and args.out_dir is None:
         raise ConfigError("--resume needs the --out_dir of the seeds run to continue")
     out_dir = args.out_dir or Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}"
-    record = settings_record(args, extra_flags)
-    if args.resume:
-        check_resumable(out_dir, record)
-    else:
+    if not args.resume:
         check_fresh_output(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    start_or_check(out_dir, SETTINGS_FILE, settings_record(args, extra_flags), args.resume,
+                   "seeds run")
     command = recipes.command("seeds", *argv)
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         name, params = f"seed_{seed}", {"seed_everything": seed}
         trial_dir = out_dir / name
-        if (trial_dir / TRIAL_RECORD).is_file():  # only with --resume: a fresh folder has none
-            result = read_finished_trial(name, params, trial_dir)
-            how = "finished earlier"
-        else:
-            result = run_trial(module, name, params,
-                               [*extra_flags, "--seed_everything", str(seed)], trial_dir,
-                               args.isolation, resume=trial_dir.exists())
-            how = f"{result.seconds:.0f} s" + (" after resuming" if result.resumed else "")
+        result = run_or_read_trial(module, name, params,
+                                   [*extra_flags, "--seed_everything", str(seed)], trial_dir,
+                                   args.isolation)
         results.append(result)
         if len(results) == 1:
             check_first_run_started(result)
@@ -138,7 +112,7 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
         else:
             final = result.metrics.final
             print(f"[seeds] seed {seed}: best val/acc {result.best_val_acc:.4f}, test/acc "
-                  f"{final.get('test/acc', float('nan')):.4f}, {how}", flush=True)
+                  f"{final.get('test/acc', float('nan')):.4f}, {result.how_run()}", flush=True)
         # After every seed, so that a run stopped part-way keeps the seeds that finished.
         done = "" if len(results) == args.seeds else f"{len(results)} of "
         text = write_summary(out_dir, results, f"{args.base}: {done}{args.seeds} seeds", command)

@@ -5,6 +5,9 @@
     --out_dir DIR              default runs/studies/<study>-<time>; must be new or empty
     --isolation subprocess|inprocess
     --variants LABEL ...       run only these variants (default: all)
+    --resume                   continue the study stopped part-way in --out_dir (same
+                               budget and flags after --): finished variants are read back,
+                               the stopped one continues from its last checkpoint
     -- FLAGS                   go to every run, last, e.g. -- --data.data_dir X
                                --trainer.accelerator gpu --wandb.enabled true
 
@@ -21,11 +24,14 @@ from src.cli.boundary import OneLineArgumentParser, run_command
 from src.cli.sweep import split_extra_flags
 from src.core.errors import ConfigError
 from src.core.recipes import Recipes
+from src.runs.resume_record import start_or_check
 from src.studies.report import write_report
 from src.studies.runner import VariantResult, run_study
 from src.studies.study import BUDGETS, Study, Variant
 from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import ISOLATIONS
+
+SETTINGS_FILE = "study_settings.json"  # what --resume checks
 
 
 def build_parser(study: Study, recipes: Recipes) -> argparse.ArgumentParser:
@@ -43,6 +49,11 @@ def build_parser(study: Study, recipes: Recipes) -> argparse.ArgumentParser:
                         help="run each variant in its own process (default) or in this one")
     parser.add_argument("--variants", nargs="+", metavar="LABEL",
                         help=f"run only these variants, of: {labels}")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study stopped part-way in --out_dir (same --budget "
+                             "and flags after --; --variants may change): finished variants "
+                             "are read back, the stopped one continues from its last "
+                             "checkpoint, the rest run")
     return parser
 
 
@@ -61,10 +72,15 @@ def run(study: Study, recipes: Recipes, argv: list[str]) -> list[VariantResult]:
     own, extra_flags = split_extra_flags(argv)
     args = build_parser(study, recipes).parse_args(own)
     variants = select_variants(study, args.variants)
+    if args.resume and args.out_dir is None:
+        raise ConfigError("--resume needs the --out_dir of the study to continue")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = args.out_dir or Path("runs/studies") / f"{study.name}-{stamp}"
-    check_fresh_output(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        check_fresh_output(out_dir)
+    start_or_check(out_dir, SETTINGS_FILE, {"--budget": args.budget,
+                                            "the training flags (after --)": extra_flags},
+                   args.resume, f"{study.name} study")
     # Grouped in W&B (when enabled): before the user's flags, which may rename them.
     wandb_flags = ["--wandb.group", out_dir.resolve().name]
     started = time.monotonic()

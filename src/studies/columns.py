@@ -91,7 +91,8 @@ COLUMNS: dict[str, Column] = {
     "epochs": lambda r: str(r.trial.metrics.epochs) if r.trial.metrics else "",
     "steps": _steps,
     "s/epoch": _epoch_seconds,
-    "run s": lambda r: f"{r.trial.seconds:.0f}",
+    "run s": lambda r: f"{r.trial.seconds:.0f}" + (" (resumed: the last part)"
+                                                    if r.trial.resumed else ""),
     "act std, first layer @init": _init_stat("act_std", 0, 4),
     "act std, last layer @init": _init_stat("act_std", -1, 4),
     "dead/saturated, last layer @init": _init_stat("inactive", -1, 3),

@@ -50,6 +50,16 @@ def portable_command(study: Study, recipes: Recipes, argv: list[str]) -> str:
     return f"{study.data_env}=path/to/{folder} {recipes.command(study.name, *shown)}"
 
 
+def _resume_note(results: list[VariantResult]) -> str:
+    """How much of the study an earlier, stopped invocation did ("" when none)."""
+    earlier = sum(r.trial.earlier for r in results)
+    resumed = sum(r.trial.resumed for r in results)
+    if not earlier and not resumed:
+        return ""
+    return (f" of this invocation, which read back {earlier} finished runs of an earlier "
+            f"one and continued {resumed} from its last checkpoint")
+
+
 def write_report(study: Study, recipes: Recipes, results: list[VariantResult], budget: str,
                  command: list[str], out_dir: Path, seconds: float) -> str:
     """Write results.md, results.csv and results.png into out_dir; return the markdown."""
@@ -68,7 +78,8 @@ def write_report(study: Study, recipes: Recipes, results: list[VariantResult], b
         f"- Budget: {budget}: {study.budgets[budget].description} "
         f"(`{shlex.join(study.budgets[budget].flags)}`)\n"
         f"- Every variant: `{base}`, then the variant's flags\n"
-        f"- Hardware: {hardware_line()}; {len(results)} runs in {seconds / 60:.1f} min "
+        f"- Hardware: {hardware_line()}; {len(results)} runs in {seconds / 60:.1f} min"
+        f"{_resume_note(results)} "
         f"(load average {os.getloadavg()[0]:.1f} at the end: seconds are only comparable "
         f"within one table)\n\n"
         + markdown_table(headers, rows)

@@ -18,7 +18,7 @@ from src.core.settings import unused_settings
 from src.modules.classifier import SETTING_GROUPS
 from src.studies.study import Study, Variant
 from src.sweeps.run_metrics import Point, find_metrics_file, read_traces
-from src.sweeps.trial import TrialResult, check_first_run_started, run_trial
+from src.sweeps.trial import TrialResult, check_first_run_started, run_or_read_trial
 
 # The first words of FiniteGuard's messages, as the entry point prints them.
 DIVERGED_PREFIXES = ("error: training loss is", "error: weights became non-finite")
@@ -104,8 +104,9 @@ def run_study(study: Study, recipes: Recipes, variants: list[Variant], budget: s
         # The output goes to a log file: no progress bars in it.
         flags = ["--trainer.enable_progress_bar", "false", *common, *own,
                  "--wandb.name", variant.label, *extra]
-        trial = run_trial(module, variant.label, {}, flags, out_dir / slug(variant.label),
-                          isolation)
+        # A fresh study's folders are new; a resumed one reads back its finished runs.
+        trial = run_or_read_trial(module, variant.label, {}, flags,
+                                  out_dir / slug(variant.label), isolation)
         if not results:
             check_first_run_started(trial)
         result = VariantResult(variant, trial)
@@ -113,7 +114,7 @@ def run_study(study: Study, recipes: Recipes, variants: list[Variant], budget: s
         best = trial.best_val_acc
         print(f"[{study.name}] {variant.label}: {result.outcome}"
               f"{f', best val/acc {best:.4f}' if best is not None else ''}, "
-              f"{trial.seconds:.0f} s", flush=True)
+              f"{trial.how_run()}", flush=True)
         if after_each is not None:
             after_each(results)
     return results

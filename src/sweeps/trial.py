@@ -59,6 +59,13 @@ class TrialResult:
     phase: str = ""  # sweeps: grid, random, coarse or fine
     exit_code: int = 0
     resumed: bool = False  # continued from a checkpoint: `seconds` covers the last part only
+    earlier: bool = False  # read back: it finished in an earlier run of the command
+
+    def how_run(self) -> str:
+        """"finished earlier", "41 s" or "41 s after resuming"."""
+        if self.earlier:
+            return "finished earlier"
+        return f"{self.seconds:.0f} s" + (" after resuming" if self.resumed else "")
 
     @property
     def best_val_acc(self) -> float | None:
@@ -189,6 +196,19 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
     (trial_dir / TRIAL_RECORD).write_text(json.dumps(
         {"exit_code": code, "seconds": seconds, "resumed": resume}) + "\n")
     return read_finished_trial(name, params, trial_dir)
+
+
+def run_or_read_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
+                      trial_dir: Path, isolation: str = "subprocess") -> TrialResult:
+    """For a command that continues a stopped run of itself (`--resume`): the trial that
+    ended in `trial_dir` is read back; one stopped part-way continues from its last
+    checkpoint; in a new folder it runs."""
+    if (trial_dir / TRIAL_RECORD).is_file():
+        result = read_finished_trial(name, params, trial_dir)
+        result.earlier = True
+        return result
+    return run_trial(module, name, params, flags, trial_dir, isolation,
+                     resume=trial_dir.exists())
 
 
 def read_finished_trial(name: str, params: dict[str, Any], trial_dir: Path) -> TrialResult:
