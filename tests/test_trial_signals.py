@@ -96,3 +96,19 @@ def test_ctrl_c_in_the_terminal_reaches_the_trial_once_and_waits_for_its_save(pa
     # Once: a second SIGINT would tell the entry point to stop without saving.
     assert (trial_dir / "received.txt").read_text() == "SIGINT"
     assert not alive(trial_pid)
+
+
+def test_a_failed_trial_reports_the_error_line_even_after_a_progress_bar(tmp_path):
+    """A progress bar leaves no newline before the entry point's report: the report is
+    still the trial's error, not the bar."""
+    from src.sweeps.trial import TRIAL_RECORD, read_finished_trial
+
+    (tmp_path / "output.log").write_text(
+        "Sanity Checking: |          | 0/? [00:00<?, ?it/s]\n"
+        "\rEpoch 1/2:   7%|7         | 3/45 [00:00<00:00, 151.61it/s, v_num=on_0]error: "
+        "training loss is nan at step 3, epoch 0, learning rate 1.12e+11; training stopped\n")
+    (tmp_path / TRIAL_RECORD).write_text('{"exit_code": 1, "seconds": 2.0, "resumed": false}')
+    result = read_finished_trial("seed_0", {}, tmp_path)
+    assert result.status == "failed" and result.exit_code == 1
+    assert result.error == ("error: training loss is nan at step 3, epoch 0, learning rate "
+                            "1.12e+11; training stopped")

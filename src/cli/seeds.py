@@ -100,9 +100,10 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         name, params = f"seed_{seed}", {"seed_everything": seed}
         trial_dir = out_dir / name
+        # No progress bars in the run's output.log (the user's flags come after, and win).
         result = run_or_read_trial(module, name, params,
-                                   [*extra_flags, "--seed_everything", str(seed)], trial_dir,
-                                   args.isolation)
+                                   ["--trainer.enable_progress_bar", "false", *extra_flags,
+                                    "--seed_everything", str(seed)], trial_dir, args.isolation)
         results.append(result)
         if len(results) == 1:
             check_first_run_started(result)

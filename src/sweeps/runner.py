@@ -167,7 +167,9 @@ class Sweep:
                  history: Path) -> TrialResult:
         number = len(self.report.results)
         name = f"trial_{number:03d}"
-        flags = [*self.spec.flags, *self.extra_flags, *phase_flags, *params_to_flags(params)]
+        # No progress bars in the trial's output.log; the spec's and the user's flags win.
+        flags = ["--trainer.enable_progress_bar", "false", *self.spec.flags, *self.extra_flags,
+                 *phase_flags, *params_to_flags(params)]
         if self.spec.prune is not None:
             flags += _pruner_flag(history, self.spec)
         remaining = self.budget.remaining_seconds()

@@ -20,6 +20,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -155,10 +156,15 @@ def _run_inprocess(module: str, flags: list[str], log) -> int:
     return 0
 
 
+# The entry point's one-line report, also where a progress bar left no newline before it
+# ("Epoch 1/2:   7%|...| 3/45 [...]error: training loss is nan ...").
+_REPORT = re.compile(r"(?:^|\])(error: .*)$")
+
+
 def _error_line(log_path: Path) -> str:
     lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
     lines = [line for line in lines if line]
-    errors = [line for line in lines if line.startswith("error:")]
+    errors = [match.group(1) for line in lines if (match := _REPORT.search(line))]
     return (errors or lines or ["no output"])[-1]
 
 
