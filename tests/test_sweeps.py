@@ -215,6 +215,61 @@ def test_coarse_to_fine_runs_a_short_grid_then_longer_trials_around_the_best(
     assert len(read_rows(out / "trials.csv")) == 4
 
 
+def test_a_stopped_sweep_resumes_with_the_same_trials_and_reads_back_the_finished_ones(
+        image_folder, tmp_path, monkeypatch, capsys):
+    from src.sweeps import runner
+    spec = write_spec(tmp_path / "random.yaml", method="random", trials=3, seed=5,
+                      parameters={"model.lr": {"min": 1e-3, "max": 3e-2, "log": True}},
+                      prune=False, flags=tiny_flags(image_folder, 1))
+    out = tmp_path / "sweep"
+    args = [str(spec), "--out_dir", str(out), "--isolation", "inprocess"]
+    real_run_or_read_trial = runner.run_or_read_trial
+
+    def ctrl_c_in_the_second_trial(module, name, *rest):
+        if name == "trial_001":
+            raise KeyboardInterrupt
+        return real_run_or_read_trial(module, name, *rest)
+
+    monkeypatch.setattr(runner, "run_or_read_trial", ctrl_c_in_the_second_trial)
+    with pytest.raises(SystemExit) as stopped:
+        sweep.main(args)
+    assert stopped.value.code == 130
+    assert [row["trial"] for row in read_rows(out / "trials.csv")] == ["trial_000"]
+    first_record = (out / "trial_000" / "trial.json").read_text()
+    monkeypatch.undo()
+
+    # Another spec in the same folder is refused in one line; nothing is touched.
+    other = write_spec(tmp_path / "other.yaml", method="random", trials=3, seed=6,
+                       parameters={"model.lr": {"min": 1e-3, "max": 3e-2, "log": True}},
+                       prune=False, flags=tiny_flags(image_folder, 1))
+    with pytest.raises(SystemExit) as refused:
+        sweep.main([str(other), *args[1:], "--resume"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --resume: the sweep in {out} was started with the spec's seed 5, not 6; "
+        f"rerun its own command with --resume, or choose a new --out_dir")
+
+    report = sweep.main([*args, "--resume"])
+    assert [r.earlier for r in report.results] == [True, False, False]
+    assert (out / "trial_000" / "trial.json").read_text() == first_record  # not rerun
+    # The same draws as an unbroken sweep: the seeded sampler, in order.
+    space = parse_spec(load_yaml(spec.read_text())).space
+    rng = random.Random(5)
+    expected = [sample(space, rng)["model.lr"] for _ in range(3)]
+    assert [r.params["model.lr"] for r in report.results] == pytest.approx(expected)
+    assert len(read_rows(out / "trials.csv")) == 3
+    assert "finished earlier" in capsys.readouterr().out
+
+
+def test_the_time_budget_counts_the_seconds_of_trials_read_back():
+    now = [100.0]
+    clock = BudgetClock(Budget(max_trials=None, max_minutes=1), clock=lambda: now[0])
+    clock.charge(45)  # a trial read back on a resume had taken 45 s
+    assert clock.remaining_seconds() == pytest.approx(15)
+    now[0] += 15
+    assert clock.exhausted(1) == "time budget spent (1 minutes)"
+
+
 def test_bad_spec_is_one_line_exit_2(tmp_path, capsys):
     spec = write_spec(tmp_path / "bad.yaml", method="bayes", parameters={"model.lr": [0.1]})
     with pytest.raises(SystemExit) as exit_:

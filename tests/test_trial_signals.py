@@ -82,7 +82,7 @@ def test_sigterm_to_the_parent_reaches_the_trial_once_and_both_stop(parent):
     assert process.returncode == 143
     assert stderr.strip().splitlines()[-1] == (
         f"stopped: SIGTERM received: stopped during trial_000 (its folder: {trial_dir}); "
-        f"the runs before it are kept")
+        f"the runs before it are kept: continue with the same command plus --resume")
     assert (trial_dir / "received.txt").read_text() == "SIGTERM"  # saved, not killed
     assert not alive(trial_pid)
 

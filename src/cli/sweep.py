@@ -4,12 +4,18 @@
     python -m experiments.sweep experiments/sweeps/mlp_random.yaml --max_trials 10 \\
         -- --data.subset_per_class 200 --trainer.max_epochs 2
     python -m experiments.sweep --method coarse_to_fine --base cifar_mlp   # ready-made LR x WD
+    python -m experiments.sweep SPEC --out_dir DIR --resume                # continue a stopped one
     python -m experiments.sweep SPEC --export_wandb sweep_wandb.yaml       # for `wandb sweep`
     python -m experiments.sweep --wandb_agent ENTITY/PROJECT/SWEEP_ID      # run as W&B agent
 
 Flags after `--` go to every trial (after the spec's `flags:`, so they override them).
 Trials are ranked by their best validation accuracy, read from their own logs; the best
 one's values are written to `<out>/best.yaml`, for `python -m experiments.<base> --config`.
+
+A sweep stopped part-way (Ctrl-C, SIGTERM, a crash) continues with the same command plus
+`--resume`: the trials are drawn in the same order, those that finished are read back, the
+stopped one continues from its last checkpoint. The spec and the flags after `--` must be
+the same; the budget may grow. The time budget counts the read-back trials' own seconds.
 """
 
 import argparse
@@ -24,12 +30,14 @@ import yaml
 from src.cli.boundary import OneLineArgumentParser, run_command
 from src.core.errors import ConfigError, check_range
 from src.core.recipes import Recipes
-from src.sweeps.runner import Sweep, SweepReport, check_fresh_output
+from src.runs.resume_record import start_or_check
+from src.sweeps.runner import Sweep, SweepReport, check_fresh_output, spec_as_run
 from src.sweeps.spec import Budget, SweepSpec, load_spec
 from src.sweeps.trial import ISOLATIONS, params_to_flags
 from src.sweeps.wandb_config import wandb_sweep_config
 
 COARSE_TO_FINE_SPEC = "coarse_to_fine.yaml"  # in the app's sweep_dir
+SETTINGS_FILE = "sweep_settings.json"  # what --resume checks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default: runs/sweeps/<name>-<time>)")
     parser.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
                         help="run each trial in its own process (default) or in this one")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the sweep stopped part-way in --out_dir (same spec "
+                             "and flags after --; the budget may grow)")
     parser.add_argument("--export_wandb", type=Path, metavar="FILE",
                         help="write a W&B sweep config to FILE and stop")
     parser.add_argument("--wandb_agent", metavar="SWEEP_ID",
@@ -106,15 +117,22 @@ def run(argv: list[str], recipes: Recipes) -> SweepReport | None:
               f"  wandb sweep --project PROJECT {args.export_wandb}   # prints SWEEP_ID\n"
               f"  wandb agent ENTITY/PROJECT/SWEEP_ID                  # on each machine")
         return None
+    if args.resume and args.out_dir is None:
+        raise ConfigError("--resume needs the --out_dir of the sweep to continue")
     name = args.spec.stem if args.spec else f"{spec.base}_{spec.method}"
     out_dir = args.out_dir or Path("runs/sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_fresh_output(out_dir)
+    if not args.resume:
+        check_fresh_output(out_dir)
+    record = {f"the spec's {key}": value for key, value in spec_as_run(spec).items()
+              if key != "budget"}
+    record["the training flags (after --)"] = extra_flags
+    start_or_check(out_dir, SETTINGS_FILE, record, args.resume, "sweep")
     command = recipes.command("sweep", *argv)
     try:
         report = Sweep(spec, module, out_dir, args.isolation, extra_flags).run(command)
     except KeyboardInterrupt:
-        print(f"Interrupted; the trials that finished are in {out_dir / 'results.md'}",
-              file=sys.stderr)
+        print(f"Interrupted; the trials that finished are in {out_dir / 'results.md'}; "
+              f"continue with the same command plus --resume", file=sys.stderr)
         raise SystemExit(130) from None
     if report.best is None:
         print(f"No finished trial to select; see {out_dir / 'results.md'}", file=sys.stderr)

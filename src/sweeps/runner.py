@@ -6,7 +6,8 @@ the tables are rewritten, so an interrupted sweep keeps what it found.
 
 Files in `<out>`: `trials.csv` and `results.md` (ranked by best validation accuracy),
 `best.yaml` (the best trial's values as a config layer for `--config`), `spec.yaml`,
-`history_<phase>.json` (what the pruner compares with) and one folder per trial.
+`history_<phase>.json` (what the pruner compares with), `sweep_settings.json` (what
+`--resume` checks) and one folder per trial.
 """
 
 import dataclasses
@@ -32,7 +33,7 @@ from src.sweeps.trial import (
     check_first_run_started,
     format_flag_value,
     params_to_flags,
-    run_trial,
+    run_or_read_trial,
 )
 
 
@@ -47,6 +48,10 @@ class BudgetClock:
         self.budget = budget
         self.clock = clock
         self.started = clock()
+
+    def charge(self, seconds: float) -> None:
+        """Count `seconds` spent before this clock started (trials read back on a resume)."""
+        self.started -= seconds
 
     def remaining_seconds(self) -> float | None:
         if self.budget.max_minutes is None:
@@ -175,8 +180,12 @@ class Sweep:
         remaining = self.budget.remaining_seconds()
         if remaining is not None:
             flags += max_time_flag(remaining)
-        result = run_trial(self.module, name, params, flags, self.report.out_dir / name,
-                           self.isolation)
+        # A resumed sweep reads back its finished trials and continues the stopped one; the
+        # trials are drawn in the same order (grid, seeded random), so trial_NNN is the same.
+        result = run_or_read_trial(self.module, name, params, flags,
+                                   self.report.out_dir / name, self.isolation)
+        if result.earlier:
+            self.budget.charge(result.seconds)
         result.phase = phase
         self.report.results.append(result)
         self.echo(self._trial_line(result))
@@ -192,23 +201,17 @@ class Sweep:
             return f"{head} failed ({result.error}); log: {result.run_dir / 'output.log'}"
         metrics = result.metrics
         line = (f"{head} best {MONITOR} {metrics.best_val_acc:.4f} at epoch {metrics.best_epoch}"
-                f", {metrics.epochs} epochs, {result.seconds:.0f} s")
+                f", {metrics.epochs} epochs, {result.how_run()}")
         if result.status == "pruned":
             line += f" (pruned: below the median {result.pruned['median']:.4f})"
         return line
 
     def _spec_yaml(self) -> str:
         """The spec as run (command-line overrides applied): a valid spec file itself."""
-        spec = self.spec
-        raw = {"base": spec.base, "method": spec.method,
-               "parameters": space_to_parameters(spec.space), "trials": spec.trials,
-               "seed": spec.seed, "flags": list(spec.flags),
-               "budget": dataclasses.asdict(spec.budget),
-               "prune": dataclasses.asdict(spec.prune) if spec.prune else False,
-               "coarse_to_fine": dataclasses.asdict(spec.coarse_to_fine)}
         header = (f"# Command: {self.command}\n# Trials: python -m {self.module}, isolation "
                   f"{self.isolation}, extra flags: {' '.join(self.extra_flags) or 'none'}\n")
-        return header + yaml.safe_dump(raw, sort_keys=False)
+        return header + yaml.safe_dump(spec_as_run(self.spec), sort_keys=False)
+
 
     def _write_files(self) -> None:
         report, out = self.report, self.report.out_dir
@@ -240,6 +243,16 @@ class Sweep:
                 f"{report.best.best_val_acc:.4f}.",
                 f"Use: python -m {self.module} --config {config}",
             ]))
+
+
+def spec_as_run(spec: SweepSpec) -> dict[str, Any]:
+    """The spec's settings as a spec file holds them (command-line overrides applied)."""
+    return {"base": spec.base, "method": spec.method,
+            "parameters": space_to_parameters(spec.space), "trials": spec.trials,
+            "seed": spec.seed, "flags": list(spec.flags),
+            "budget": dataclasses.asdict(spec.budget),
+            "prune": dataclasses.asdict(spec.prune) if spec.prune else False,
+            "coarse_to_fine": dataclasses.asdict(spec.coarse_to_fine)}
 
 
 def check_fresh_output(out_dir: Path) -> None:

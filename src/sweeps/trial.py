@@ -197,7 +197,8 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
         raise KeyboardInterrupt
     if code == TERMINATED:
         raise StopRequested("SIGTERM", f"SIGTERM received: stopped during {name} (its folder: "
-                                       f"{trial_dir}); the runs before it are kept")
+                                       f"{trial_dir}); the runs before it are kept: continue with "
+                                       f"the same command plus --resume")
     # Only a trial that ended on its own has a record: that is what makes it finished.
     (trial_dir / TRIAL_RECORD).write_text(json.dumps(
         {"exit_code": code, "seconds": seconds, "resumed": resume}) + "\n")
