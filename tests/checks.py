@@ -129,3 +129,13 @@ def record_runs(monkeypatch: pytest.MonkeyPatch) -> list:
 
     monkeypatch.setattr(experiment, "fit_and_test", recording)
     return runs
+
+
+def ctrl_c_when_starting(stopped_run: str, run_or_read_trial):
+    """A stand-in for `run_or_read_trial` that raises Ctrl-C's KeyboardInterrupt when the
+    run named `stopped_run` would start, and runs every other one."""
+    def run(module, name, *args, **kwargs):
+        if name == stopped_run:
+            raise KeyboardInterrupt
+        return run_or_read_trial(module, name, *args, **kwargs)
+    return run

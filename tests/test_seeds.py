@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from experiments import seeds
-from tests.checks import logged_values
+from tests.checks import ctrl_c_when_starting, logged_values
 
 
 @pytest.mark.slow
@@ -44,14 +44,8 @@ def test_seeds_report_mean_and_std_of_each_final_metric(image_folder, tmp_path, 
 def test_seeds_stopped_part_way_keep_the_table_of_the_seeds_that_finished(
         image_folder, tmp_path, monkeypatch):
     from src.cli import seeds as seeds_cli
-    real_run_trial = seeds_cli.run_or_read_trial
-
-    def ctrl_c_on_the_second_seed(module, name, *args, **kwargs):
-        if name == "seed_1":
-            raise KeyboardInterrupt
-        return real_run_trial(module, name, *args, **kwargs)
-
-    monkeypatch.setattr(seeds_cli, "run_or_read_trial", ctrl_c_on_the_second_seed)
+    monkeypatch.setattr(seeds_cli, "run_or_read_trial",
+                        ctrl_c_when_starting("seed_1", seeds_cli.run_or_read_trial))
     out = tmp_path / "seeds"
     with pytest.raises(SystemExit) as exit_info:
         seeds.main(["--base", "cifar_mlp", "--seeds", "3", "--out_dir", str(out),

@@ -17,6 +17,7 @@ from src.studies.study import Budget, Study, Variant
 from tests.checks import (
     best_checkpoint,
     checkpoint_best_score,
+    ctrl_c_when_starting,
     evaluate_by_hand,
     read_image_folder,
 )
@@ -157,14 +158,8 @@ def test_a_diverged_variant_is_a_result_not_a_failure(image_folder, tmp_path):
 def test_an_interrupted_study_keeps_the_table_of_the_runs_it_finished(
         image_folder, tmp_path, monkeypatch, capsys):
     from src.studies import runner
-    real_run_trial = runner.run_or_read_trial
-
-    def ctrl_c_on_the_second_run(module, name, *args):
-        if name == "fine":
-            raise KeyboardInterrupt
-        return real_run_trial(module, name, *args)
-
-    monkeypatch.setattr(runner, "run_or_read_trial", ctrl_c_on_the_second_run)
+    monkeypatch.setattr(runner, "run_or_read_trial",
+                        ctrl_c_when_starting("fine", runner.run_or_read_trial))
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         cli.main(EXPLODING, RECIPES, ["--out_dir", str(out), "--isolation", "inprocess", "--",

@@ -16,7 +16,12 @@ from src.sweeps.runner import BudgetClock, max_time_flag
 from src.sweeps.space import Choice, Range, grid, parse_space, refine_around, sample
 from src.sweeps.spec import Budget, load_yaml, parse_spec
 from src.sweeps.wandb_config import wandb_sweep_config
-from tests.checks import best_checkpoint, checkpoint_best_score, logged_values
+from tests.checks import (
+    best_checkpoint,
+    checkpoint_best_score,
+    ctrl_c_when_starting,
+    logged_values,
+)
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -223,14 +228,8 @@ def test_a_stopped_sweep_resumes_with_the_same_trials_and_reads_back_the_finishe
                       prune=False, flags=tiny_flags(image_folder, 1))
     out = tmp_path / "sweep"
     args = [str(spec), "--out_dir", str(out), "--isolation", "inprocess"]
-    real_run_or_read_trial = runner.run_or_read_trial
-
-    def ctrl_c_in_the_second_trial(module, name, *rest):
-        if name == "trial_001":
-            raise KeyboardInterrupt
-        return real_run_or_read_trial(module, name, *rest)
-
-    monkeypatch.setattr(runner, "run_or_read_trial", ctrl_c_in_the_second_trial)
+    monkeypatch.setattr(runner, "run_or_read_trial",
+                        ctrl_c_when_starting("trial_001", runner.run_or_read_trial))
     with pytest.raises(SystemExit) as stopped:
         sweep.main(args)
     assert stopped.value.code == 130
