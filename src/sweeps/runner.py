@@ -212,7 +212,6 @@ class Sweep:
                   f"{self.isolation}, extra flags: {' '.join(self.extra_flags) or 'none'}\n")
         return header + yaml.safe_dump(spec_as_run(self.spec), sort_keys=False)
 
-
     def _write_files(self) -> None:
         report, out = self.report, self.report.out_dir
         keys = list(self.spec.space)
