@@ -27,12 +27,11 @@ from typing import Any
 
 from src.cli.boundary import OneLineArgumentParser, run_command
 from src.cli.sweep import split_extra_flags
-from src.core.errors import ConfigError, check_range
+from src.core.errors import check_range
 from src.core.recipes import Recipes
 from src.reporting.tables import markdown_table, write_csv
-from src.runs.resume_record import start_or_check
+from src.runs.resume_record import open_output
 from src.sweeps.report import seed_summary
-from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import (
     ISOLATIONS,
     TrialResult,
@@ -88,13 +87,9 @@ def run(argv: list[str], recipes: Recipes) -> list[TrialResult]:
     args = build_parser().parse_args(own)
     check_range("--seeds", args.seeds, 1)
     module = recipes.module(args.base)
-    if args.resume and args.out_dir is None:
-        raise ConfigError("--resume needs the --out_dir of the seeds run to continue")
-    out_dir = args.out_dir or Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not args.resume:
-        check_fresh_output(out_dir)
-    start_or_check(out_dir, SETTINGS_FILE, settings_record(args, extra_flags), args.resume,
-                   "seeds run")
+    out_dir = open_output(
+        args.out_dir, Path("runs/seeds") / f"{args.base}-{time.strftime('%Y%m%d-%H%M%S')}",
+        args.resume, SETTINGS_FILE, settings_record(args, extra_flags), "seeds run")
     command = recipes.command("seeds", *argv)
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):

@@ -24,11 +24,10 @@ from src.cli.boundary import OneLineArgumentParser, run_command
 from src.cli.sweep import split_extra_flags
 from src.core.errors import ConfigError
 from src.core.recipes import Recipes
-from src.runs.resume_record import start_or_check
+from src.runs.resume_record import open_output
 from src.studies.report import write_report
 from src.studies.runner import VariantResult, run_study
 from src.studies.study import BUDGETS, Study, Variant
-from src.sweeps.runner import check_fresh_output
 from src.sweeps.trial import ISOLATIONS
 
 SETTINGS_FILE = "study_settings.json"  # what --resume checks
@@ -72,15 +71,11 @@ def run(study: Study, recipes: Recipes, argv: list[str]) -> list[VariantResult]:
     own, extra_flags = split_extra_flags(argv)
     args = build_parser(study, recipes).parse_args(own)
     variants = select_variants(study, args.variants)
-    if args.resume and args.out_dir is None:
-        raise ConfigError("--resume needs the --out_dir of the study to continue")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = args.out_dir or Path("runs/studies") / f"{study.name}-{stamp}"
-    if not args.resume:
-        check_fresh_output(out_dir)
-    start_or_check(out_dir, SETTINGS_FILE, {"--budget": args.budget,
-                                            "the training flags (after --)": extra_flags},
-                   args.resume, f"{study.name} study")
+    out_dir = open_output(
+        args.out_dir, Path("runs/studies") / f"{study.name}-{stamp}", args.resume,
+        SETTINGS_FILE, {"--budget": args.budget, "the training flags (after --)": extra_flags},
+        f"{study.name} study")
     # Grouped in W&B (when enabled): before the user's flags, which may rename them.
     wandb_flags = ["--wandb.group", out_dir.resolve().name]
     started = time.monotonic()

@@ -30,8 +30,8 @@ import yaml
 from src.cli.boundary import OneLineArgumentParser, run_command
 from src.core.errors import ConfigError, check_range
 from src.core.recipes import Recipes
-from src.runs.resume_record import start_or_check
-from src.sweeps.runner import Sweep, SweepReport, check_fresh_output, spec_as_run
+from src.runs.resume_record import open_output
+from src.sweeps.runner import Sweep, SweepReport, spec_as_run
 from src.sweeps.spec import Budget, SweepSpec, load_spec
 from src.sweeps.trial import ISOLATIONS, params_to_flags
 from src.sweeps.wandb_config import wandb_sweep_config
@@ -117,16 +117,13 @@ def run(argv: list[str], recipes: Recipes) -> SweepReport | None:
               f"  wandb sweep --project PROJECT {args.export_wandb}   # prints SWEEP_ID\n"
               f"  wandb agent ENTITY/PROJECT/SWEEP_ID                  # on each machine")
         return None
-    if args.resume and args.out_dir is None:
-        raise ConfigError("--resume needs the --out_dir of the sweep to continue")
     name = args.spec.stem if args.spec else f"{spec.base}_{spec.method}"
-    out_dir = args.out_dir or Path("runs/sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not args.resume:
-        check_fresh_output(out_dir)
     record = {f"the spec's {key}": value for key, value in spec_as_run(spec).items()
               if key != "budget"}
     record["the training flags (after --)"] = extra_flags
-    start_or_check(out_dir, SETTINGS_FILE, record, args.resume, "sweep")
+    out_dir = open_output(
+        args.out_dir, Path("runs/sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        args.resume, SETTINGS_FILE, record, "sweep")
     command = recipes.command("sweep", *argv)
     try:
         report = Sweep(spec, module, out_dir, args.isolation, extra_flags).run(command)

@@ -21,6 +21,19 @@ def setting_difference(earlier: Record, now: Record) -> str | None:
     return None
 
 
+def open_output(given: Path | None, default: Path, resume: bool, file_name: str,
+                record: Record, what: str) -> Path:
+    """The output folder of a seeds run, study or sweep: `given` (--out_dir) or `default`.
+    A fresh start needs it new or empty; a resume needs it named. Then `start_or_check`."""
+    if resume and given is None:
+        raise ConfigError(f"--resume needs the --out_dir of the {what} to continue")
+    out_dir = given or default
+    if not resume and out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} already holds files; choose a new --out_dir folder")
+    start_or_check(out_dir, file_name, record, resume, what)
+    return out_dir
+
+
 def start_or_check(out_dir: Path, file_name: str, record: Record, resume: bool, what: str,
                    difference: Callable[[Record, Record], str | None] = setting_difference,
                    ) -> None:

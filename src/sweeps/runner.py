@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from src.core.errors import ConfigError
 from src.reporting.tables import markdown_table, write_csv
 from src.sweeps.pruning import MedianPruner, add_to_history
 from src.sweeps.report import best_config_yaml, best_trial, trial_table
@@ -252,8 +251,3 @@ def spec_as_run(spec: SweepSpec) -> dict[str, Any]:
             "budget": dataclasses.asdict(spec.budget),
             "prune": dataclasses.asdict(spec.prune) if spec.prune else False,
             "coarse_to_fine": dataclasses.asdict(spec.coarse_to_fine)}
-
-
-def check_fresh_output(out_dir: Path) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ConfigError(f"{out_dir} already holds files; choose a new --out_dir folder")
