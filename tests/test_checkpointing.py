@@ -120,6 +120,25 @@ def test_csv_log_is_appended_and_steps_logged_again_replace_the_old_values(tmp_p
         ("2", "20.0", "", ""), ("3", "30.0", "", "0.1")]
 
 
+def test_a_key_new_to_the_log_at_a_step_logged_again_is_added_not_an_error(tmp_path):
+    # The killed run flushed epoch 0's validation row (step 5) but was killed before its
+    # training epoch row, so the old log has no train/acc column. The resumed run logs
+    # train/acc at step 5 first and validation afterwards, in two saves.
+    first = ResumableCSVLogger(save_dir=tmp_path, name="", version="run")
+    first.log_metrics({"loss": 4.0}, step=4)
+    first.log_metrics({"val/acc": 0.5}, step=5)
+    first.save()
+    second = ResumableCSVLogger(save_dir=tmp_path, name="", version="run")
+    second.log_metrics({"loss": 40.0}, step=4)
+    second.log_metrics({"train/acc": 0.7}, step=5)
+    second.save()
+    second.log_metrics({"val/acc": 0.6}, step=5)
+    second.save()
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert [(row["step"], row["loss"], row["train/acc"], row["val/acc"]) for row in rows] == [
+        ("4", "40.0", "", ""), ("5", "", "0.7", ""), ("5", "", "", "0.6")]
+
+
 def test_a_position_saved_by_another_number_of_processes_continues_at_the_same_fraction():
     # Saved halfway through epoch 0 by 2 processes (6 batches each); resumed on 1 process,
     # whose epoch has 12 batches: it goes on at batch 6, with a warning that says why.

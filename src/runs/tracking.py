@@ -113,7 +113,9 @@ class _AppendingWriter(ExperimentWriter):
         kept = []
         for row in self._read_rows():
             for key in new_keys_at_step.get(int(float(row["step"])), ()):
-                if key not in self.INDEX_KEYS:
+                # A key the old log never had (the killed run stopped before logging it)
+                # has nothing to drop; adding it would give the row a column the file lacks.
+                if key in row and key not in self.INDEX_KEYS:
                     row[key] = ""
             if any(value != "" for key, value in row.items() if key not in self.INDEX_KEYS):
                 kept.append(row)
