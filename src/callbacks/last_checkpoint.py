@@ -50,6 +50,15 @@ def relocate_checkpoint_states(checkpoint: dict[str, Any], checkpoint_dir: str) 
                                   for path, score in state.get("best_k_models", {}).items()}
 
 
+class Interrupted(BaseException):
+    """Ctrl-C that stops at once: outside training (setup, testing), or a second one.
+
+    Raised by this callback and by the handler of src/cli/boundary.py. Deliberately not
+    a KeyboardInterrupt: Lightning's fit and test catch that one, end the whole process
+    with exit status 1 and leave Ctrl-C ignored afterwards. A Ctrl-C during setup would
+    then be a failed run, and in an in-process sweep or study trial a finished one."""
+
+
 class StopRequested(Exception):
     """Training was stopped by a signal after saving `last.ckpt`."""
 
@@ -80,7 +89,7 @@ class LastCheckpoint(Checkpoint):
 
     def _handle(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self.requested is not None:
-            raise KeyboardInterrupt  # second Ctrl-C: the user does not want to wait
+            raise Interrupted  # second Ctrl-C: the user does not want to wait
         # Only a flag here: the trainer may be in the middle of an optimizer step.
         self.requested = signal.Signals(signum).name
 

@@ -5,7 +5,7 @@
 | bad input: flag, value, config, data, checkpoint | `error: <one line>`   | 2           |
 | training diverged (NaN/inf loss or weights)     | `error: <one line>`   | 1           |
 | SIGTERM / Ctrl-C during training (last.ckpt kept) | `stopped: <one line>` | 143 / 130   |
-| Ctrl-C anywhere else                            | `Interrupted`         | 130         |
+| Ctrl-C anywhere else (setup, testing, between runs) | `Interrupted`     | 130         |
 
 Command-line mistakes (an unknown flag, a value of the wrong type, a missing --config
 file) are reported the same way, with the closest valid flag where there is one, instead
@@ -13,16 +13,20 @@ of the parser's usage text.
 """
 
 import argparse
+import contextlib
 import difflib
+import os
 import re
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from src.callbacks.finite_guard import TrainingDiverged
-from src.callbacks.last_checkpoint import StopRequested
+from src.callbacks.last_checkpoint import Interrupted, StopRequested
 from src.core.errors import ConfigError, UserInputError
 
 T = TypeVar("T")
@@ -33,13 +37,33 @@ def one_line(text: str) -> str:
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
+@contextlib.contextmanager
+def _ctrl_c_raises_interrupted() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be installed from the main thread
+        return
+    owner = os.getpid()
+
+    def interrupt(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked DataLoader worker: it stops as it always has
+            raise KeyboardInterrupt
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_command(work: Callable[[], T], cleanup: Callable[[], None] | None = None) -> T:
     """Run a command; every way it can end is turned into one line and an exit status.
 
-    `cleanup` runs first when the command fails on bad input (e.g. remove the empty run
-    folder it had created)."""
+    `cleanup` runs first when the command fails on bad input or is interrupted by Ctrl-C
+    (e.g. remove the run folder it had created, if it holds no checkpoint yet)."""
     try:
-        return work()
+        with _ctrl_c_raises_interrupted():
+            return work()
     except (UserInputError, MisconfigurationException) as error:
         if cleanup is not None:
             cleanup()
@@ -57,7 +81,9 @@ def run_command(work: Callable[[], T], cleanup: Callable[[], None] | None = None
         print("stopped: SIGTERM received outside training; the last checkpoint is kept "
               "(continue with --resume true)", file=sys.stderr)
         raise SystemExit(143) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
+        if cleanup is not None:
+            cleanup()
         print("Interrupted", file=sys.stderr)
         raise SystemExit(130) from None
 

@@ -364,7 +364,7 @@ def run_experiment(datamodule_class: type[ImageDataModule], recipes: Recipes, na
         finish_wandb_run()  # after the finders alone too: they log through the same run
         return results
 
-    def cleanup() -> None:  # a late error: leave no empty run folder behind
+    def cleanup() -> None:  # a late error, or Ctrl-C: leave no run folder without checkpoints
         run = getattr(state.get("cli"), "run", None)
         if run is not None:
             run.discard_if_unused()

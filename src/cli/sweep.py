@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from src.callbacks.last_checkpoint import Interrupted
 from src.cli.boundary import OneLineArgumentParser, run_command
 from src.core.errors import ConfigError, check_range
 from src.core.recipes import Recipes
@@ -127,7 +128,7 @@ def run(argv: list[str], recipes: Recipes) -> SweepReport | None:
     command = recipes.command("sweep", *argv)
     try:
         report = Sweep(spec, module, out_dir, args.isolation, extra_flags).run(command)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print(f"Interrupted; the trials that finished are in {out_dir / 'results.md'}; "
               f"continue with the same command plus --resume", file=sys.stderr)
         raise SystemExit(130) from None
