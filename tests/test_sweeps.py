@@ -10,11 +10,13 @@ import torch
 import yaml
 
 from experiments import cifar_mlp, sweep
+from src.callbacks.last_checkpoint import StopRequested
 from src.core.errors import ConfigError
 from src.sweeps.pruning import MedianPruner, add_to_history
-from src.sweeps.runner import BudgetClock, max_time_flag
+from src.sweeps.runner import BudgetClock, Sweep, max_time_flag
 from src.sweeps.space import Choice, Range, grid, parse_space, refine_around, sample
 from src.sweeps.spec import Budget, load_yaml, parse_spec
+from src.sweeps.trial import TrialResult, run_or_read_trial
 from src.sweeps.wandb_config import wandb_sweep_config
 from tests.checks import (
     best_checkpoint,
@@ -267,6 +269,61 @@ def test_the_time_budget_counts_the_seconds_of_trials_read_back():
     assert clock.remaining_seconds() == pytest.approx(15)
     now[0] += 15
     assert clock.exhausted(1) == "time budget spent (1 minutes)"
+
+
+TWO_PART_TRIAL = """
+import time
+
+
+def main(flags):  # a stand-in entry point: stopped by SIGTERM once, then continued
+    if "--resume" in flags:
+        time.sleep(0.2)
+        return
+    time.sleep(0.3)
+    raise SystemExit(143)  # the entry point's exit status after SIGTERM
+"""
+
+
+def test_a_trial_stopped_by_a_signal_and_continued_counts_the_time_of_both_parts(
+        tmp_path, monkeypatch):
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "two_part_trial.py").write_text(TWO_PART_TRIAL)
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    trial_dir = tmp_path / "trial_000"
+    with pytest.raises(StopRequested):
+        run_or_read_trial("two_part_trial", "trial_000", {}, [], trial_dir, "inprocess")
+    (first_part,) = json.loads((trial_dir / "stopped_parts.json").read_text())
+    assert first_part >= 0.3
+    result = run_or_read_trial("two_part_trial", "trial_000", {}, [], trial_dir, "inprocess")
+    assert result.resumed and result.seconds >= first_part + 0.2
+    assert json.loads((trial_dir / "trial.json").read_text())["seconds"] == result.seconds
+    assert result.how_run() == f"{result.seconds:.0f} s in all, resumed"
+
+
+def test_a_resumed_sweep_charges_the_stopped_parts_of_the_trial_it_continues(
+        tmp_path, monkeypatch):
+    from src.sweeps import runner
+    spec = parse_spec(load_yaml(yaml.safe_dump({
+        "base": "cifar_mlp", "method": "grid", "parameters": {"model.lr": [0.1]},
+        "budget": {"max_minutes": 1}})))
+    out = tmp_path / "sweep"
+    (out / "trial_000").mkdir(parents=True)  # stopped by a signal after 45 s
+    (out / "trial_000" / "stopped_parts.json").write_text("[45.0]\n")
+    flags_given = []
+
+    def continued_trial(module, name, params, flags, trial_dir, isolation):
+        flags_given.append(flags)
+        return TrialResult(name, params, "failed", 46.0, trial_dir, error="stand-in",
+                           exit_code=1, resumed=True)
+
+    monkeypatch.setattr(runner, "run_or_read_trial", continued_trial)
+    sweep_run = Sweep(spec, "experiments.cifar_mlp", out, "inprocess", echo=lambda line: None)
+    sweep_run.run()
+    # Its Trainer counts the 45 s itself (restored from its checkpoint): it is given the
+    # whole remaining minute; the sweep's budget has 60 - 45 = 15 s left after it.
+    max_time = flags_given[0][flags_given[0].index("--trainer.max_time") + 1]
+    assert max_time in ("00:00:00:59", "00:00:01:00")
+    assert 14 <= sweep_run.budget.remaining_seconds() <= 15
 
 
 def test_bad_spec_is_one_line_exit_2(tmp_path, capsys):

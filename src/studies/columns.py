@@ -91,8 +91,8 @@ COLUMNS: dict[str, Column] = {
     "epochs": lambda r: str(r.trial.metrics.epochs) if r.trial.metrics else "",
     "steps": _steps,
     "s/epoch": _epoch_seconds,
-    "run s": lambda r: f"{r.trial.seconds:.0f}" + (" (resumed: the last part)"
-                                                    if r.trial.resumed else ""),
+    # A resumed run's parts add up, but for one killed without a signal (no record of it).
+    "run s": lambda r: f"{r.trial.seconds:.0f}" + (" (resumed)" if r.trial.resumed else ""),
     "act std, first layer @init": _init_stat("act_std", 0, 4),
     "act std, last layer @init": _init_stat("act_std", -1, 4),
     "dead/saturated, last layer @init": _init_stat("inactive", -1, 3),

@@ -44,6 +44,7 @@ TERMINATED = 143  # ... and after SIGTERM
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 INPUT_ERROR = 2  # the entry points' exit status when the run cannot start as configured
 TRIAL_RECORD = "trial.json"  # exit code and seconds, once the trial has ended on its own
+STOPPED_PARTS = "stopped_parts.json"  # seconds of each part a signal stopped, in order
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
 
@@ -59,14 +60,16 @@ class TrialResult:
     error: str = ""
     phase: str = ""  # sweeps: grid, random, coarse or fine
     exit_code: int = 0
-    resumed: bool = False  # continued from a checkpoint: `seconds` covers the last part only
+    # Continued from a checkpoint: `seconds` adds up the parts a signal stopped and the last
+    # one; a part killed without a signal (SIGKILL, a crash) left no record and is missing.
+    resumed: bool = False
     earlier: bool = False  # read back: it finished in an earlier run of the command
 
     def how_run(self) -> str:
-        """"finished earlier", "41 s" or "41 s after resuming"."""
+        """"finished earlier", "41 s" or "41 s in all, resumed"."""
         if self.earlier:
             return "finished earlier"
-        return f"{self.seconds:.0f} s" + (" after resuming" if self.resumed else "")
+        return f"{self.seconds:.0f} s" + (" in all, resumed" if self.resumed else "")
 
     @property
     def best_val_acc(self) -> float | None:
@@ -193,6 +196,9 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
     with log_path.open("a" if resume else "w") as log:
         code = runner(module, all_flags, log)
     seconds = time.monotonic() - started
+    stopped_parts = read_stopped_parts(trial_dir)
+    if code in (INTERRUPTED, TERMINATED):  # its time counts when it is continued
+        (trial_dir / STOPPED_PARTS).write_text(json.dumps([*stopped_parts, seconds]) + "\n")
     if code == INTERRUPTED:
         raise KeyboardInterrupt
     if code == TERMINATED:
@@ -201,8 +207,14 @@ def run_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
                                        f"the same command plus --resume")
     # Only a trial that ended on its own has a record: that is what makes it finished.
     (trial_dir / TRIAL_RECORD).write_text(json.dumps(
-        {"exit_code": code, "seconds": seconds, "resumed": resume}) + "\n")
+        {"exit_code": code, "seconds": sum(stopped_parts) + seconds, "resumed": resume}) + "\n")
     return read_finished_trial(name, params, trial_dir)
+
+
+def read_stopped_parts(trial_dir: Path) -> list[float]:
+    """The seconds of each earlier part of the trial in `trial_dir` that a signal stopped."""
+    path = trial_dir / STOPPED_PARTS
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def run_or_read_trial(module: str, name: str, params: dict[str, Any], flags: list[str],
