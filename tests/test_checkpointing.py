@@ -139,6 +139,30 @@ def test_a_key_new_to_the_log_at_a_step_logged_again_is_added_not_an_error(tmp_p
         ("4", "40.0", "", ""), ("5", "", "0.7", ""), ("5", "", "", "0.6")]
 
 
+def test_a_last_line_cut_short_by_a_kill_is_dropped_when_the_run_resumes(tmp_path):
+    first = ResumableCSVLogger(save_dir=tmp_path, name="", version="run")
+    for step in range(3):
+        first.log_metrics({"loss": float(step), "lr": 0.1}, step=step)
+    first.save()
+    path = tmp_path / "run" / "metrics.csv"
+    path.write_text(path.read_text() + "7.0,")  # step 3's line, cut before its step and lr
+    second = ResumableCSVLogger(save_dir=tmp_path, name="", version="run")
+    second.log_metrics({"loss": 30.0, "lr": 0.1}, step=3)
+    second.save()
+    assert [(row["step"], row["loss"]) for row in read_csv(path)] == [
+        ("0", "0.0"), ("1", "1.0"), ("2", "2.0"), ("3", "30.0")]
+
+
+def test_a_log_cut_short_in_its_header_is_started_again(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_text("loss,lr,st")  # killed while rewriting it
+    second = ResumableCSVLogger(save_dir=tmp_path, name="", version="run")
+    second.log_metrics({"loss": 30.0}, step=3)
+    second.save()
+    assert [(row["step"], row["loss"]) for row in read_csv(tmp_path / "run" / "metrics.csv")] \
+        == [("3", "30.0")]
+
+
 def test_a_position_saved_by_another_number_of_processes_continues_at_the_same_fraction():
     # Saved halfway through epoch 0 by 2 processes (6 batches each); resumed on 1 process,
     # whose epoch has 12 batches: it goes on at batch 6, with a warning that says why.

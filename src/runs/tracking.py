@@ -94,12 +94,27 @@ class _AppendingWriter(ExperimentWriter):
         if not self._fs.isfile(self.metrics_file_path):
             return
         rows = self._read_rows()
+        if not rows:  # a header alone, or a file a kill cut short in its header
+            self._fs.rm_file(self.metrics_file_path)
+            return
         self.metrics_keys = sorted({key for row in rows for key in row})
-        self._last_old_step = max((int(float(row["step"])) for row in rows), default=-1)
+        self._last_old_step = max(int(float(row["step"])) for row in rows)
+        self._write_rows(rows)  # without a line the kill may have cut short
 
     def _read_rows(self) -> list[dict[str, str]]:
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-            return list(csv.DictReader(file))
+            rows = list(csv.DictReader(file))
+        # A row with fewer cells than the header (None values) or more (a None key) is a
+        # line a kill cut short while it was written: its step and values cannot be trusted.
+        return [row for row in rows if None not in row and None not in row.values()]
+
+    def _write_rows(self, rows: list[dict[str, str]]) -> None:
+        temporary = f"{self.metrics_file_path}.tmp"  # a kill now leaves the old file whole
+        with self._fs.open(temporary, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self._fs.mv(temporary, self.metrics_file_path)
 
     def save(self) -> None:
         if self.metrics and min(row["step"] for row in self.metrics) <= self._last_old_step:
@@ -119,10 +134,7 @@ class _AppendingWriter(ExperimentWriter):
                     row[key] = ""
             if any(value != "" for key, value in row.items() if key not in self.INDEX_KEYS):
                 kept.append(row)
-        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
-            writer.writeheader()
-            writer.writerows(kept)
+        self._write_rows(kept)
 
 
 class ResumableCSVLogger(CSVLogger):
