@@ -13,14 +13,12 @@ of the parser's usage text.
 """
 
 import argparse
-import contextlib
 import difflib
 import os
 import re
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -28,6 +26,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from src.callbacks.finite_guard import TrainingDiverged
 from src.callbacks.last_checkpoint import Interrupted, StopRequested
 from src.core.errors import ConfigError, UserInputError
+from src.core.signal_handlers import handling
 
 T = TypeVar("T")
 
@@ -37,23 +36,14 @@ def one_line(text: str) -> str:
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
-@contextlib.contextmanager
-def _ctrl_c_raises_interrupted() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield  # handlers can only be installed from the main thread
-        return
-    owner = os.getpid()
-
+def _ctrl_c_handler(command_pid: int) -> Callable[[int, object], None]:
+    """Ctrl-C outside training raises Interrupted in the command's process; a forked
+    DataLoader worker, which inherits the handler, stops as it always has."""
     def interrupt(signum: int, frame: object) -> None:
-        if os.getpid() != owner:  # a forked DataLoader worker: it stops as it always has
+        if os.getpid() != command_pid:
             raise KeyboardInterrupt
         raise Interrupted
-
-    previous = signal.signal(signal.SIGINT, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return interrupt
 
 
 def run_command(work: Callable[[], T], cleanup: Callable[[], None] | None = None) -> T:
@@ -62,7 +52,7 @@ def run_command(work: Callable[[], T], cleanup: Callable[[], None] | None = None
     `cleanup` runs first when the command fails on bad input or is interrupted by Ctrl-C
     (e.g. remove the run folder it had created, if it holds no checkpoint yet)."""
     try:
-        with _ctrl_c_raises_interrupted():
+        with handling([signal.SIGINT], _ctrl_c_handler(os.getpid())):
             return work()
     except (UserInputError, MisconfigurationException) as error:
         if cleanup is not None:

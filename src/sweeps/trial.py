@@ -25,7 +25,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from typing import Any
 
 from src.callbacks.last_checkpoint import StopRequested
 from src.core.errors import ConfigError, lookup
+from src.core.signal_handlers import handling
 from src.sweeps.pruning import PRUNED_FILE
 from src.sweeps.run_metrics import RunMetrics, find_metrics_file, read_metrics
 
@@ -112,21 +112,14 @@ def _signals_passed_on_to(process: subprocess.Popen) -> Iterator[list[signal.Sig
     received (a second Ctrl-C still means "stop without saving"); yields the signals
     received, in order."""
     received: list[signal.Signals] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received  # handlers can only be installed from the main thread
-        return
 
     def pass_on(signum: int, frame: Any) -> None:
         received.append(signal.Signals(signum))
         with contextlib.suppress(ProcessLookupError):  # it may have just exited
             process.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, pass_on) for signum in FORWARDED_SIGNALS}
-    try:
+    with handling(FORWARDED_SIGNALS, pass_on):
         yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
