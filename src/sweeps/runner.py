@@ -28,7 +28,6 @@ from src.sweeps.run_metrics import MONITOR
 from src.sweeps.space import Range, grid, refine_around, sample, space_to_parameters
 from src.sweeps.spec import Budget, SweepSpec
 from src.sweeps.trial import (
-    TRIAL_RECORD,
     TrialResult,
     check_first_run_started,
     format_flag_value,
@@ -182,16 +181,14 @@ class Sweep:
         remaining = self.budget.remaining_seconds()
         if remaining is not None:
             flags += max_time_flag(remaining)
-        if not (trial_dir / TRIAL_RECORD).is_file():
-            # Parts of this trial that a signal stopped, in earlier runs of the sweep, spent
-            # budget then. Charged only now: the trial's Trainer counts them against its
-            # max_time itself (the elapsed time is restored from its checkpoint).
-            self.budget.charge(sum(read_stopped_parts(trial_dir)))
         # A resumed sweep reads back its finished trials and continues the stopped one; the
         # trials are drawn in the same order (grid, seeded random), so trial_NNN is the same.
         result = run_or_read_trial(self.module, name, params, flags, trial_dir, self.isolation)
-        if result.earlier:
-            self.budget.charge(result.seconds)
+        # Budget spent in earlier runs of the sweep: a trial read back whole, or the parts
+        # of the continued one that a signal stopped. Those were not taken off its max_time
+        # above: its Trainer counts them itself (elapsed time restored from the checkpoint).
+        self.budget.charge(result.seconds if result.earlier
+                           else sum(read_stopped_parts(trial_dir)))
         result.phase = phase
         self.report.results.append(result)
         self.echo(self._trial_line(result))
